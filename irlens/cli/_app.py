@@ -1,0 +1,53 @@
+"""The Typer application shared by every command module, and its error handling."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from irlens.errors import IrlensError
+
+app = typer.Typer(
+    name="irlens",
+    help="Look inside neural retrievers: evaluate them, attribute their scores to tokens "
+    "and neurons, prune relevance neurons.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn an IrlensError into a one-line message on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IrlensError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; finished work is kept and a rerun resumes it", err=True)
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(payload: Any) -> None:
+    """Print ``payload`` as indented JSON on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def _root() -> None:
+    """Look inside neural retrievers: evaluate them, attribute their scores to tokens and
+    neurons, prune relevance neurons. Models: 'default' (all-MiniLM-L6-v2, offline), a
+    model folder, or a Hugging Face id."""
