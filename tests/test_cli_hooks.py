@@ -1,0 +1,30 @@
+"""``irlens hooks``: lists every hook point; bad model names give one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from tiny import tiny_model_dir
+from typer.testing import CliRunner
+
+from irlens.cli import app
+
+runner = CliRunner()
+
+
+def test_hooks_lists_points_with_unit_counts(tiny_root):
+    folder = tiny_model_dir(tiny_root, "distilbert", "cross")
+    result = runner.invoke(app, ["hooks", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert len(rows) == 11
+    assert rows["layer.1.ffn.pre"]["units"] == 48 and rows["layer.0.attn.probs"]["units"] == 4
+    assert rows["layer.1.ffn.out"]["module"] == "transformer.layer.1.ffn.lin2"
+
+
+def test_hooks_on_a_missing_model_is_one_line():
+    result = runner.invoke(app, ["hooks", "./missing-model"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: model path ./missing-model does not exist; pass an existing folder or 'default'"
+    )
