@@ -1,0 +1,378 @@
+"""Prune relevance neurons and measure retrieval against the intact model and random units.
+
+:func:`prune` is a context manager over :func:`irlens.hooks.ablate`: it zeroes (or
+mean-ablates) the selected units at all positions or one segment's, and the model is
+the same bit for bit once it exits, exceptions included (no weight is ever touched).
+
+:func:`evaluate_pruning` runs the study: for each p in ``ps`` the top p% relevance
+units against ``seeds`` random selections of the same size, plus per-layer pruning (the
+top ``layer_p``% of one layer against random units of that layer), each scored with
+ir_measures. How documents are ranked:
+
+- cross-encoders rerank BM25's top ``depth`` (default 100);
+- bi-encoders search the whole corpus (``pool="full"``), re-encoded for every pruned
+  model, or rank each query's candidate pool (``pool="judged+bm25"``: its judged
+  documents plus BM25's top ``depth``), which encodes only the pools' union;
+  ``pool="auto"`` (default) searches corpora of up to 20,000 documents in full and pools
+  larger ones (msmarco-dl19's 35,697 passages).
+  ``max_length`` caps document tokens for both kinds (cheaper, and said in the result).
+
+Every finished evaluation is appended to ``pruning.parquet`` at once, so an interrupted
+run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from irlens._io import atomic_path
+from irlens.errors import IrlensError
+from irlens.hooks import ablate, capture
+from irlens.models import BiEncoder, CrossEncoder, Retriever, Segment
+from irlens.neurons.selection import Selection, check_options, random_like, select
+from irlens.neurons.study import Study, check_model, library_versions
+
+__all__ = ["PruningConfig", "PruningResult", "evaluate_pruning", "prune", "unit_means"]
+
+POOLS = ("auto", "full", "judged+bm25")
+FULL_UP_TO = 20_000
+HOWS = ("zero", "mean")
+
+
+@contextmanager
+def prune(model: Retriever, selection: Selection, *, positions: str | None = None,
+          how: str = "zero", values: dict[str, torch.Tensor] | None = None
+          ) -> Iterator[Retriever]:
+    """Ablate ``selection``'s units while the block runs; the model is restored on exit.
+
+    ``positions``: None or ``"all"`` (every token), or a segment (``query``, ``doc``,
+    ``cls``, ``sep``, ``end``). ``how="mean"`` needs ``values`` from :func:`unit_means`.
+    """
+    names = [hook for hook, units in selection.units.items() if units]
+    if not names:
+        raise IrlensError("empty selection: no unit to prune; raise p or check the scores")
+    if positions == "all":
+        positions = None
+    if positions is not None and positions not in Segment.NAMES:
+        raise IrlensError(f"unknown positions '{positions}'; use all, "
+                          f"{', '.join(Segment.NAMES)}")
+    if how not in HOWS:
+        raise IrlensError(f"unknown ablation '{how}'; use zero or mean")
+    if how == "mean":
+        missing = [n for n in names if values is None or n not in values]
+        if missing:
+            raise IrlensError(f"mean ablation needs unit means for {missing[0]}; compute "
+                              "them with unit_means(model, dataset, hooks)")
+    with ablate(model, names, units={n: selection.units[n] for n in names},
+                positions=positions, how=how, values=values):
+        yield model
+
+
+@torch.no_grad()
+def unit_means(model: Retriever, dataset, hooks: list[str], n_texts: int = 64,
+               seed: int = 0) -> dict[str, torch.Tensor]:
+    """Mean activation of each unit over the real tokens of ``n_texts`` relevant pairs
+    (cross-encoders) or documents (bi-encoders) of ``dataset``, per hook -> [units]."""
+    from irlens.data import sample_pairs
+
+    pairs = sample_pairs(dataset, min(n_texts, _n_relevant(dataset)), seed=seed)
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for start in range(0, len(pairs), 16):
+        chunk = pairs[start:start + 16]
+        docs = [dataset.corpus[d].contents for _, d in chunk]
+        if isinstance(model, CrossEncoder):
+            batch = model.tokenize([dataset.queries[q] for q, _ in chunk], docs)
+        else:
+            batch = model.tokenize(docs, "doc")
+        mask = batch.attention_mask.unsqueeze(-1).float()
+        with capture(model, hooks) as cache:
+            model.forward_embeds(batch)
+        for hook in hooks:
+            act = cache[hook]
+            if act.dim() != 3:
+                raise IrlensError(f"mean ablation applies to FFN units, not {hook}")
+            total = (act.float() * mask).sum((0, 1)).cpu()
+            sums[hook] = sums[hook] + total if hook in sums else total
+        count += int(mask.sum())
+    return {hook: total / max(count, 1) for hook, total in sums.items()}
+
+
+def _n_relevant(dataset) -> int:
+    return sum(1 for qid in dataset.qrels for _ in dataset.relevant(qid))
+
+
+@dataclass
+class PruningConfig:
+    """What to prune and how to evaluate it (see the module docstring)."""
+
+    ps: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0)
+    seeds: int = 5
+    kind: str = "ffn"
+    score: str = "relevant"
+    segment: str = "all"
+    scope: str = "global"
+    positions: str | None = None
+    how: str = "zero"
+    random_match: str = "global"
+    layer_p: float | None = 1.0
+    metrics: tuple[str, ...] = ("nDCG@10", "RR@10")
+    split: str = "test"
+    depth: int = 100
+    pool: str = "auto"
+    max_length: int | None = None
+    max_queries: int | None = None
+    batch_size: int = 128
+
+
+@dataclass
+class PruningResult:
+    """One row per evaluation: ``experiment`` (``curve`` or ``layer``), ``layer`` (-1 for
+    the curve), ``p``, ``selection`` (``intact``, ``relevance``, ``random``), ``seed``,
+    ``n_units`` and one column per metric."""
+
+    rows: pd.DataFrame
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Per dataset, experiment, layer and p: intact, relevance, random mean and std
+        (over seeds), both drops and their ratio, for each metric."""
+        out = []
+        metrics = self.parameters.get("metrics", [])
+        for (data, exp, layer, p), group in self.rows[self.rows["selection"] != "intact"] \
+                .groupby(["dataset", "experiment", "layer", "p"], sort=True):
+            intact = self.rows[(self.rows["dataset"] == data)
+                               & (self.rows["selection"] == "intact")]
+            row: dict[str, Any] = {"dataset": data, "experiment": exp, "layer": int(layer),
+                                   "p": float(p)}
+            rel = group[group["selection"] == "relevance"]
+            rnd = group[group["selection"] == "random"]
+            row["n_units"] = int(rel["n_units"].iloc[0]) if len(rel) else 0
+            row["seeds"] = len(rnd)
+            for m in metrics:
+                base = float(intact[m].iloc[0])
+                r = float(rel[m].iloc[0]) if len(rel) else float("nan")
+                mean, std = float(rnd[m].mean()), float(rnd[m].std(ddof=1)) if len(rnd) > 1 \
+                    else 0.0
+                drop_r, drop_x = base - r, base - mean
+                row |= {f"{m} intact": base, f"{m} relevance": r, f"{m} random": mean,
+                        f"{m} random std": std, f"{m} drop relevance": drop_r,
+                        f"{m} drop random": drop_x, f"{m} ratio": _ratio(drop_r, drop_x)}
+            out.append(row)
+        return pd.DataFrame(out)
+
+    def to_parquet(self, path: str | Path) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(self.rows, preserve_index=False)
+        meta = {**(table.schema.metadata or {}),
+                b"irlens.pruning": json.dumps(self.parameters, default=str)}
+        with atomic_path(path) as tmp:
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+        return Path(path)
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> PruningResult:
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        if not path.is_file():
+            raise IrlensError(f"no such pruning file: {path}")
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"irlens.pruning")
+        if raw is None:
+            raise IrlensError(f"{path} is not an irlens pruning file")
+        return cls(table.to_pandas(), json.loads(raw))
+
+    def to_json(self) -> str:
+        summary = self.summary()
+        return json.dumps({"parameters": self.parameters,
+                           "summary": json.loads(summary.to_json(orient="records"))}, indent=2)
+
+    def plot(self, path: str | Path, metric: str | None = None) -> Path:
+        from irlens.neurons.report import plot_pruning
+
+        return plot_pruning(self, path, metric)
+
+
+def _load_scores(neurons: Study | str | Path | pd.DataFrame
+                 ) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    if isinstance(neurons, pd.DataFrame):
+        return neurons, None
+    study = neurons if isinstance(neurons, Study) else Study(neurons)
+    return study.scores, study.manifest
+
+
+@contextmanager
+def _doc_limit(model: Retriever, max_length: int | None) -> Iterator[None]:
+    saved = model.max_length
+    try:
+        if max_length is not None:
+            model.max_length = int(max_length)
+        yield
+    finally:
+        model.max_length = saved
+
+
+def _candidates(model: Retriever, dataset, config: PruningConfig):
+    from irlens.retrieval import bm25_search
+
+    if isinstance(model, BiEncoder) and _pool(config, dataset) == "full":
+        return None
+    bm25 = bm25_search(dataset, k=config.depth, progress=False)
+    if isinstance(model, CrossEncoder):
+        return bm25
+    return {qid: {**{d: 0.0 for d in bm25.get(qid, {})},
+                  **{d: 0.0 for d in dataset.qrels.get(qid, {}) if d in dataset.corpus}}
+            for qid in dataset.queries}
+
+
+def _measure(model: Retriever, dataset, candidates, config: PruningConfig,
+             progress: bool) -> dict[str, float]:
+    from irlens.evaluation import evaluate
+    from irlens.retrieval import dense_search, rerank
+
+    if candidates is None:
+        with tempfile.TemporaryDirectory(prefix="irlens-prune-") as cache:
+            run = dense_search(model, dataset, k=100, batch_size=config.batch_size,
+                               cache_dir=cache, progress=progress)
+    else:
+        depth = max(len(v) for v in candidates.values()) if candidates else 1
+        run = rerank(model, dataset, candidates, depth=depth, batch_size=config.batch_size,
+                     progress=progress)
+    return evaluate(run, dataset.qrels, list(config.metrics)).aggregate
+
+
+def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | Path,
+                     config: PruningConfig | None = None, *, out_dir: str | Path | None = None,
+                     values: dict[str, torch.Tensor] | None = None,
+                     progress: bool = True) -> PruningResult:
+    """Prune the relevance units of ``neurons`` (a study folder or its scores) and score
+    retrieval on ``data``: intact, top p% and ``seeds`` random draws per p, per layer.
+
+    With ``out_dir``, rows go to ``out_dir/pruning.parquet`` as they finish and a rerun
+    skips them.
+    """
+    from irlens.data import load_dataset
+
+    config = config or PruningConfig()
+    _validate(config, model)
+    for p in [*config.ps, *([config.layer_p] if config.layer_p is not None else [])]:
+        check_options(p, config.score, config.scope, config.kind)
+    scores, manifest = _load_scores(neurons)
+    if manifest is not None:
+        check_model(manifest, model)
+    dataset = load_dataset(data, split=config.split, max_queries=config.max_queries)
+    if not any(dataset.relevant(q) for q in dataset.queries):
+        raise IrlensError(f"{dataset.name} ({config.split}) has no relevant judgements")
+    jobs = _jobs(scores, config)  # also validates p values and catches empty selections
+    if config.how == "mean" and values is None:
+        hooks = sorted({h for _, sel in jobs if sel is not None for h in sel.units})
+        values = unit_means(model, dataset, hooks)
+    params = {**asdict(config), "dataset": dataset.name, "model_id": model.model_id,
+              "n_queries": len(dataset.queries), "model_class": type(model).__name__,
+              "ranking": _ranking(model, config, dataset), "versions": library_versions(),
+              "neurons": None if manifest is None else manifest.get("dataset")}
+    path = None if out_dir is None else Path(out_dir) / f"pruning-{dataset.name}.parquet"
+    done = pd.DataFrame()
+    if path is not None and path.is_file():
+        old = PruningResult.from_parquet(path)
+        keys = [k for k in params if k not in ("versions", "batch_size")]
+        diffs = [k for k in keys if json.dumps(old.parameters.get(k), default=str)
+                 != json.dumps(params[k], default=str)]
+        if diffs:
+            raise IrlensError(f"{path} holds a different pruning run ({', '.join(diffs)} "
+                              "differ); pass another output folder or delete it")
+        done = old.rows
+    rows = done.to_dict("records")
+    finished = {r["key"] for r in rows}
+    candidates = _candidates(model, dataset, config)
+    from tqdm.auto import tqdm
+
+    with _doc_limit(model, config.max_length):
+        for key, sel in tqdm(jobs, desc=f"prune {dataset.name}", unit="eval",
+                             disable=not progress):
+            if key in finished:
+                continue
+            start = time.time()
+            if sel is None:
+                values_m = _measure(model, dataset, candidates, config, False)
+            else:
+                with prune(model, sel, positions=config.positions, how=config.how,
+                           values=values):
+                    values_m = _measure(model, dataset, candidates, config, False)
+            exp, layer, p, kind, seed = key.split("|")
+            rows.append({"key": key, "dataset": dataset.name, "experiment": exp,
+                         "layer": int(layer), "p": float(p), "selection": kind,
+                         "seed": int(seed), "n_units": 0 if sel is None else sel.n,
+                         "seconds": round(time.time() - start, 2), **values_m})
+            if path is not None:
+                PruningResult(pd.DataFrame(rows), params).to_parquet(path)
+    return PruningResult(pd.DataFrame(rows), params)
+
+
+def _pool(config: PruningConfig, dataset) -> str:
+    if config.pool != "auto":
+        return config.pool
+    return "full" if len(dataset.corpus) <= FULL_UP_TO else "judged+bm25"
+
+
+def _ranking(model: Retriever, config: PruningConfig, dataset) -> str:
+    cap = "" if config.max_length is None else f", documents cut to {config.max_length} tokens"
+    if isinstance(model, CrossEncoder):
+        return f"rerank BM25 top-{config.depth}{cap}"
+    if _pool(config, dataset) == "full":
+        return f"dense search of the full corpus (re-encoded per model){cap}"
+    return f"rank judged + BM25 top-{config.depth} per query{cap}"
+
+
+def _validate(config: PruningConfig, model: Retriever) -> None:
+    if config.pool not in POOLS:
+        raise IrlensError(f"unknown pool '{config.pool}'; use {', '.join(POOLS)}")
+    if config.how not in HOWS:
+        raise IrlensError(f"unknown ablation '{config.how}'; use zero or mean")
+    if config.seeds < 1:
+        raise IrlensError(f"seeds must be >= 1, got {config.seeds}")
+    if not config.ps and config.layer_p is None:
+        raise IrlensError("nothing to evaluate: give at least one p or a layer_p")
+    if config.positions not in (None, "all", *Segment.NAMES):
+        raise IrlensError(f"unknown positions '{config.positions}'; use all, "
+                          f"{', '.join(Segment.NAMES)}")
+
+
+def _jobs(scores: pd.DataFrame, config: PruningConfig) -> list[tuple[str, Selection | None]]:
+    """(key, selection) for every evaluation; key = experiment|layer|p|selection|seed."""
+    common = {"kind": config.kind, "score": config.score, "segment": config.segment}
+    jobs: list[tuple[str, Selection | None]] = [("curve|-1|0|intact|-1", None)]
+    for p in config.ps:
+        top = select(scores, p, scope=config.scope, **common)
+        jobs.append((f"curve|-1|{p}|relevance|-1", top))
+        jobs += [(f"curve|-1|{p}|random|{s}", random_like(scores, top, s, config.random_match))
+                 for s in range(config.seeds)]
+    if config.layer_p is not None:
+        layers = sorted(int(x) for x in scores.loc[scores["kind"] == config.kind, "layer"]
+                        .unique())
+        for layer in layers:
+            top = select(scores, config.layer_p, layers=[layer], **common)
+            jobs.append((f"layer|{layer}|{config.layer_p}|relevance|-1", top))
+            jobs += [(f"layer|{layer}|{config.layer_p}|random|{s}",
+                      random_like(scores, top, s, "global")) for s in range(config.seeds)]
+    return jobs
+
+
+def _ratio(drop_relevance: float, drop_random: float) -> float:
+    """Relevance drop over random drop; inf when random units cost nothing."""
+    if drop_random > 0:
+        return drop_relevance / drop_random
+    return float("inf") if drop_relevance > 0 else float("nan")

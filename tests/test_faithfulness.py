@@ -1,0 +1,159 @@
+"""Faithfulness metrics checked against rescoring edited texts; the study and its CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from tiny import tiny_model, tiny_model_dir
+from tiny_data import write_beir
+from typer.testing import CliRunner
+
+from irlens.attribution import IntegratedGradients
+from irlens.attribution.faithfulness import measure_faithfulness
+from irlens.attribution.study import DEFAULT_METHODS, FaithfulnessTable, faithfulness_study
+from irlens.cli import app
+from irlens.data import load_dataset
+from irlens.errors import IrlensError
+from irlens.models import Segment
+
+QUERY = "what do cats eat"
+DOC = "mice like cheese and cats chase mice"  # 7 pieces: top 20% is one token
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def bi(tiny_root):
+    return tiny_model(tiny_root, "bert", "bi", pooling="mean", similarity="dot")
+
+
+@pytest.fixture(scope="module")
+def cross(tiny_root):
+    return tiny_model(tiny_root, "bert", "cross")
+
+
+def with_top(result, word: str):
+    """The result with ``word`` (a document token) given the highest score."""
+    scores = [0.0 if s == 0 else -abs(s) for s in result.scores]
+    scores[result.tokens.index(word, result.segments.index(Segment.DOC))] = 5.0
+    return dataclasses.replace(result, scores=scores)
+
+
+def test_bi_encoder_metrics_equal_rescoring_the_edited_texts(bi):
+    [result] = IntegratedGradients(bi, n_steps=4, target="doc").attribute(QUERY, DOC)
+    result = with_top(result, "cheese")
+    s0 = bi.score([QUERY], [DOC]).item()
+    s_mask = bi.score([QUERY], ["mice like [MASK] and cats chase mice"]).item()
+    s_del = bi.score([QUERY], ["mice like and cats chase mice"]).item()
+    s_keep = bi.score([QUERY], ["cheese"]).item()
+    cands = torch.tensor([s0 + 1.0, s0 - 0.01, s0 - 30.0, s0 + 30.0])
+    m = measure_faithfulness(bi, result, cands, scale=0.1)
+
+    def prob(s):
+        return torch.softmax(0.1 * torch.cat([torch.tensor([s]), cands]).double(), 0)[0].item()
+
+    assert (m.n_explained, m.k, m.rank, m.n_candidates) == (7, 1, 3, 4)
+    assert m.score == pytest.approx(s0, abs=1e-4)
+    assert m.comprehensiveness_score == pytest.approx(s0 - s_del, abs=1e-4)
+    assert m.sufficiency_score == pytest.approx(s0 - s_keep, abs=1e-4)
+    assert m.prob == pytest.approx(prob(s0), rel=1e-4)
+    assert m.comprehensiveness == pytest.approx(prob(s0) - prob(s_del), abs=1e-5)
+    assert m.sufficiency == pytest.approx(prob(s0) - prob(s_keep), abs=1e-5)
+    assert m.log_odds == pytest.approx(math.log(prob(s_mask)) - math.log(prob(s0)), abs=1e-4)
+    rank = lambda s: 1 + int((cands > s).sum())  # noqa: E731
+    assert m.rank_change_comprehensiveness == rank(s_del) - rank(s0)
+    assert m.rank_change_sufficiency == rank(s_keep) - rank(s0)
+
+
+def test_cross_encoder_probability_is_the_sigmoid_and_both_sides_count(cross):
+    [result] = IntegratedGradients(cross, n_steps=4, target="both").attribute(QUERY, DOC)
+    result = with_top(result, "cheese")
+    m = measure_faithfulness(cross, result, None, top_k=0.1)
+    logit = cross.score([QUERY], [DOC], output="logit").item()
+    p_del = cross.score([QUERY], ["mice like and cats chase mice"], output="prob").item()
+    assert (m.n_explained, m.k, m.n_candidates, m.rank) == (4 + 7, 1, 0, 1)
+    assert m.prob == pytest.approx(torch.sigmoid(torch.tensor(logit)).item(), abs=1e-6)
+    assert m.comprehensiveness == pytest.approx(m.prob - p_del, abs=1e-6)
+
+
+def test_metric_arguments_are_checked(bi):
+    [result] = IntegratedGradients(bi, n_steps=2, target="doc").attribute(QUERY, DOC)
+    with pytest.raises(IrlensError, match=r"top_k is a fraction of tokens in \(0, 1\]"):
+        measure_faithfulness(bi, result, top_k=20)
+    with pytest.raises(IrlensError, match="cannot replace tokens by 'unk'; use mask or pad"):
+        measure_faithfulness(bi, result, replace_with="unk")
+
+
+def _encoder_calls(model):
+    calls = []
+    return calls, model.doc_encoder.register_forward_hook(lambda *_: calls.append(1))
+
+
+def test_study_table_resumes_from_its_checkpoint(bi, tmp_path):
+    dataset = load_dataset(write_beir(tmp_path / "beir"), "test")
+    checkpoint = tmp_path / "study.partial.jsonl"
+    kwargs = dict(n_steps=3, max_doc_tokens=16, n_candidates=3, group_size=2,
+                  checkpoint=checkpoint)
+    table = faithfulness_study(bi, dataset, 3, **kwargs)
+    assert len(table.records) == 3 * len(DEFAULT_METHODS)
+    summary = {row["method"]: row for row in table.summary()}
+    assert list(summary) == list(DEFAULT_METHODS)
+    assert all(row["pairs"] == 3 for row in summary.values())
+    assert summary["ig-mask"]["relative_gap"] is not None
+    assert summary["random"]["relative_gap"] is None
+    assert all(r["n_candidates"] == 3 for r in table.records)
+
+    calls, handle = _encoder_calls(bi)
+    try:
+        again = faithfulness_study(bi, dataset, 3, **kwargs)
+    finally:
+        handle.remove()
+    assert calls == [] and again.records == table.records
+
+    lines = checkpoint.read_text().splitlines()
+    checkpoint.write_text(lines[0] + "\n" + lines[1][:40])  # second group cut mid-line
+    resumed = faithfulness_study(bi, dataset, 3, **kwargs)
+    for a, b in zip(resumed.records, table.records, strict=True):
+        assert a.keys() == b.keys()
+        for key in ("qid", "doc_id", "method", "k", "rank"):
+            assert a[key] == b[key]
+        assert a["comprehensiveness_score"] == pytest.approx(b["comprehensiveness_score"],
+                                                             abs=1e-5)
+
+    path = table.save(tmp_path / "table.json")
+    loaded = FaithfulnessTable.load(path)
+    assert loaded.records == table.records and loaded.config == table.config
+    markdown = table.to_markdown()
+    assert markdown.count("\n") == 1 + len(DEFAULT_METHODS)
+    assert "| sig-mask | 3 |" in markdown
+
+
+def test_faithfulness_cli_writes_the_table(tiny_root, tmp_path):
+    folder = tiny_model_dir(tiny_root, "bert", "bi")
+    data = write_beir(tmp_path / "beir")
+    out = tmp_path / "out" / "table.json"
+    result = CliRunner().invoke(app, [
+        "faithfulness", "--model", str(folder), "--data", str(data), "--pairs", "2",
+        "--n-steps", "2", "--max-doc-tokens", "12", "--candidates", "2",
+        "--methods", "ig-mask,sig-mask,random", "--device", "cpu", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert [row["method"] for row in payload["summary"]] == ["ig-mask", "sig-mask", "random"]
+    assert payload["config"]["n_steps"] == 2 and len(payload["records"]) == 6
+    assert not out.with_name(out.name + ".partial.jsonl").exists()
+    assert "| ig-mask | 2 |" in result.stdout
+
+    bad = CliRunner().invoke(app, ["faithfulness", "--model", str(folder), "--data", str(data),
+                                   "--pairs", "50", "--device", "cpu"])
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: asked for 50 pairs but beir (test) has only 4")

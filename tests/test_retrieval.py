@@ -1,0 +1,289 @@
+"""BM25, cached and resumable corpus encoding, dense search, reranking, runs, metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_model
+from tiny_data import write_beir
+
+from irlens.data import Dataset, load_dataset
+from irlens.errors import IrlensError
+from irlens.evaluation import Evaluation, evaluate
+from irlens.retrieval import (
+    bm25_search,
+    dense_search,
+    encode_corpus,
+    load_run,
+    rerank,
+    save_run,
+    search,
+)
+
+ANSERINI_BM25_FLAT_SCIFACT = 0.6789  # nDCG@10, Anserini BEIR regression "bm25-flat"
+
+
+def one_line_error(pattern: str, fn, *args, **kwargs) -> None:
+    with pytest.raises(IrlensError) as info:
+        fn(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    assert re.search(pattern, str(info.value)), str(info.value)
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Dataset:
+    return load_dataset(write_beir(tmp_path / "tiny"))
+
+
+@pytest.fixture
+def bi(tiny_root):
+    return tiny_model(tiny_root, "bert", "bi")
+
+
+@pytest.fixture
+def cross(tiny_root):
+    return tiny_model(tiny_root, "bert", "cross")
+
+
+# --- BM25 --------------------------------------------------------------------------------
+
+
+def test_bm25_on_scifact_reproduces_anserini_flat(data_dir):
+    ds = load_dataset(data_dir / "scifact")
+    run = bm25_search(ds, k=100, progress=False)
+    ndcg = evaluate(run, ds.qrels, ["nDCG@10"]).aggregate["nDCG@10"]
+    assert abs(ndcg - ANSERINI_BM25_FLAT_SCIFACT) < 0.02, ndcg
+
+
+def test_bm25_ranks_matching_docs_and_omits_the_rest(tiny):
+    run = bm25_search(tiny, k=3, progress=False)
+    assert set(run) == {"q1", "q2", "q3"}
+    assert next(iter(sorted(run["q2"], key=run["q2"].get, reverse=True))) == "d4"
+    assert set(run["q3"]) == {"d3"}  # only d3 mentions stock or market
+    assert all(0 < len(hits) <= 3 for hits in run.values())
+    assert bm25_search(tiny, k=3, progress=False) == run
+
+
+def test_bm25_unknown_stemmer(tiny):
+    one_line_error(r"unknown stemmer language 'klingon'", bm25_search, tiny, stemmer="klingon")
+
+
+# --- encoding and dense search -----------------------------------------------------------
+
+
+def test_encode_corpus_matches_encode_docs_and_is_cached(bi, tiny, tmp_path):
+    cache = tmp_path / "cache"
+    vectors = encode_corpus(bi, tiny, batch_size=2, cache_dir=cache, progress=False)
+    expected = bi.encode_docs(tiny.doc_texts(), batch_size=64)
+    torch.testing.assert_close(vectors, expected, atol=1e-5, rtol=1e-4)
+    (folder,) = (cache / "embeddings").iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["n_docs"] == 6 and manifest["dataset_fingerprint"] == tiny.fingerprint
+    assert not list(folder.glob("partial-*"))  # chunks are folded into one file
+    # a second call reads the file: prove it by planting a marker there
+    np.save(folder / "embeddings.npy", np.full((6, vectors.shape[1]), 7.0, dtype=np.float32))
+    again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    assert torch.all(again == 7.0)
+
+
+def test_cache_key_follows_model_and_corpus(bi, tiny_root, tiny, tmp_path):
+    cache = tmp_path / "cache"
+    encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    encode_corpus(
+        tiny_model(tiny_root, "bert", "bi", seed=1), tiny, cache_dir=cache, progress=False
+    )
+    encode_corpus(bi, tiny.subset(max_docs=5, max_queries=1), cache_dir=cache, progress=False)
+    assert len(list((cache / "embeddings").iterdir())) == 3
+
+
+def test_env_var_sets_the_cache_dir(bi, tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "env"))
+    encode_corpus(bi, tiny, progress=False)
+    assert list((tmp_path / "env" / "embeddings").glob("*/embeddings.npy"))
+
+
+def test_interrupted_encoding_resumes_from_saved_chunks(bi, tiny, tmp_path):
+    cache = tmp_path / "cache"
+    passes: list[int] = []
+
+    def interrupt_third_pass(module, args, kwargs, output):
+        passes.append(1)
+        if len(passes) == 3:
+            raise KeyboardInterrupt
+
+    handle = bi.doc_encoder.register_forward_hook(interrupt_third_pass, with_kwargs=True)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False)
+    finally:
+        handle.remove()
+    (folder,) = (cache / "embeddings").iterdir()
+    assert len(list(folder.glob("partial-1/*.npy"))) == 2
+    assert not (folder / "embeddings.npy").exists()
+
+    counted: list[int] = []
+    handle = bi.doc_encoder.register_forward_hook(lambda *a: counted.append(1))
+    try:
+        resumed = encode_corpus(
+            bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False
+        )
+    finally:
+        handle.remove()
+    assert len(counted) == 4  # six documents, two already saved
+    fresh = encode_corpus(bi, tiny, cache_dir=tmp_path / "fresh", progress=False)
+    torch.testing.assert_close(resumed, fresh, atol=1e-5, rtol=1e-4)
+
+
+def test_dense_search_is_exact_top_k(bi, tiny, tmp_path):
+    run = dense_search(bi, tiny, k=3, cache_dir=tmp_path, progress=False)
+    scores = bi.similarity(bi.encode_queries(tiny.query_texts()), bi.encode_docs(tiny.doc_texts()))
+    for i, qid in enumerate(tiny.query_ids):
+        top = scores[i].topk(3)
+        assert list(run[qid]) == [tiny.doc_ids[j] for j in top.indices.tolist()]
+        assert np.allclose(list(run[qid].values()), top.values.tolist(), atol=1e-5)
+    chunked = dense_search(bi, tiny, k=3, cache_dir=tmp_path, progress=False, doc_chunk=2)
+    assert {q: list(d) for q, d in chunked.items()} == {q: list(d) for q, d in run.items()}
+    assert all(
+        len(d) == 6
+        for d in dense_search(bi, tiny, k=50, cache_dir=tmp_path, progress=False).values()
+    )
+
+
+def test_faiss_backend_when_missing(bi, tiny, tmp_path):
+    if importlib.util.find_spec("faiss") is not None:
+        run = dense_search(bi, tiny, k=3, cache_dir=tmp_path, progress=False, backend="faiss")
+        exact = dense_search(bi, tiny, k=3, cache_dir=tmp_path, progress=False)
+        assert {q: list(d) for q, d in run.items()} == {q: list(d) for q, d in exact.items()}
+    else:
+        one_line_error(
+            r"needs faiss; pip install irlens\[faiss\]",
+            dense_search,
+            bi,
+            tiny,
+            cache_dir=tmp_path,
+            progress=False,
+            backend="faiss",
+        )
+
+
+def test_dense_functions_refuse_a_cross_encoder(cross, tiny):
+    one_line_error(
+        r"encode_corpus needs a bi-encoder, got CrossEncoder", encode_corpus, cross, tiny
+    )
+
+
+# --- reranking and dispatch --------------------------------------------------------------
+
+
+def test_cross_encoder_rerank_scores_the_top_depth(cross, tiny):
+    first = {"q1": {"d2": 3.0, "d1": 2.0, "d6": 1.0}, "q2": {"d4": 1.0}}
+    run = rerank(cross, tiny, first, depth=2, progress=False)
+    assert set(run["q1"]) == {"d2", "d1"} and set(run["q2"]) == {"d4"} and run["q3"] == {}
+    expected = cross.predict([tiny.queries["q1"]] * 2, tiny.doc_texts(["d2", "d1"]))
+    assert np.allclose([run["q1"]["d2"], run["q1"]["d1"]], expected.tolist(), atol=1e-5)
+
+
+def test_bi_encoder_rerank_uses_its_similarity(bi, tiny):
+    run = rerank(bi, tiny, {"q1": {"d1": 1.0, "d3": 0.5}}, progress=False)
+    expected = bi.score([tiny.queries["q1"]] * 2, tiny.doc_texts(["d1", "d3"]))
+    assert np.allclose([run["q1"]["d1"], run["q1"]["d3"]], expected.tolist(), atol=1e-5)
+
+
+def test_search_dispatches_by_retriever(bi, cross, tiny, tmp_path):
+    assert search("bm25", tiny, k=3, progress=False) == bm25_search(tiny, k=3, progress=False)
+    dense = search(bi, tiny, k=3, cache_dir=tmp_path, progress=False)
+    assert dense == dense_search(bi, tiny, k=3, cache_dir=tmp_path, progress=False)
+    reranked = search(cross, tiny, k=3, progress=False)
+    bm25 = bm25_search(tiny, k=3, progress=False)
+    assert all(set(reranked[q]) == set(bm25[q]) for q in tiny.query_ids)
+    one_line_error(r"unknown retriever 'bm26'", search, "bm26", tiny)
+
+
+# --- runs and metrics --------------------------------------------------------------------
+
+
+def test_trec_run_round_trip(tmp_path):
+    run = {"q1": {"d1": 1.5, "d2": 2.25}, "q2": {"d9": -0.125}}
+    path = save_run(run, tmp_path / "run.trec")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "q1 Q0 d2 1 2.25 irlens" and lines[1] == "q1 Q0 d1 2 1.5 irlens"
+    assert load_run(path) == run
+    path.write_text("q1 Q0 d1 1 high irlens\n")
+    one_line_error(r"run\.trec:1: score 'high' is not a number", load_run, path)
+    path.write_text("q1 d1 1.0\n")
+    one_line_error(r"run\.trec:1: expected 6 columns", load_run, path)
+
+
+def test_metrics_by_hand():
+    qrels = {"q1": {"d1": 1}, "q2": {"d7": 2, "d8": 1}}
+    run = {"q1": {"d2": 2.0, "d1": 1.0}, "q2": {"d8": 5.0, "d7": 4.0}}
+    result = evaluate(run, qrels, ["RR@10", "MAP", "RR(rel=2)@10", "P@1"])
+    assert result.metrics == ["RR@10", "AP", "RR(rel=2)@10", "P@1"]
+    assert result.per_query["q1"] == {"RR@10": 0.5, "AP": 0.5, "RR(rel=2)@10": 0.0, "P@1": 0.0}
+    assert result.per_query["q2"]["RR(rel=2)@10"] == 0.5  # d8 (grade 1) does not count
+    assert result.aggregate["RR@10"] == pytest.approx(0.75)
+    ndcg = evaluate(run, qrels, ["nDCG@10"]).per_query["q1"]["nDCG@10"]
+    assert ndcg == pytest.approx(1 / math.log2(3))
+
+
+def test_missing_queries_count_as_zero_and_identical_ids_are_dropped():
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    with pytest.warns(UserWarning, match="1 judged queries have no results"):
+        result = evaluate({"q1": {"d1": 1.0}}, qrels, ["RR@10"])
+    assert result.per_query == {"q1": {"RR@10": 1.0}, "q2": {"RR@10": 0.0}}
+    assert result.aggregate["RR@10"] == 0.5
+    run = {"q1": {"q1": 9.0, "d1": 1.0}, "q2": {"d2": 1.0}}
+    assert evaluate(run, qrels, ["RR@10"]).aggregate["RR@10"] == 1.0
+    kept = evaluate(run, qrels, ["RR@10"], ignore_identical_ids=False)
+    assert kept.aggregate["RR@10"] == 0.75
+
+
+def test_bad_metric_names():
+    one_line_error(
+        r"unknown metric 'nDGC@10'; use ir_measures names such as nDCG@10",
+        evaluate,
+        {"q": {"d": 1.0}},
+        {"q": {"d": 1}},
+        ["nDGC@10"],
+    )
+    one_line_error(r"metric listed twice", evaluate, {"q": {"d": 1.0}}, {"q": {"d": 1}}, "AP,MAP")
+    one_line_error(r"shares no query id", evaluate, {"x": {"d": 1.0}}, {"q": {"d": 1}})
+
+
+def test_evaluation_to_json(tmp_path):
+    result = evaluate({"q": {"d": 1.0}}, {"q": {"d": 1}}, "nDCG@10,R@100")
+    text = result.to_json(tmp_path / "eval.json")
+    payload = json.loads((tmp_path / "eval.json").read_text())
+    assert json.loads(text) == payload
+    assert Evaluation.from_json(tmp_path / "eval.json") == result
+    assert result.primary == 1.0 and "per_query" not in result.to_dict(per_query=False)
+
+
+def test_bm25_on_an_empty_corpus_is_an_error():
+    ds = Dataset("empty", {}, {"1": "q"}, {"1": {"a": 1}})
+    one_line_error(r"empty corpus", bm25_search, ds)
+
+
+# --- the real default model --------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_default_model_matches_sentence_transformers(default_model, data_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from irlens.models import resolve_model_path
+
+    ds = load_dataset(data_dir / "scifact", max_docs=40, max_queries=10)
+    vectors = encode_corpus(default_model, ds, cache_dir=tmp_path, progress=False)
+    plain = SentenceTransformer(resolve_model_path("default"), device="cpu")
+    reference = plain.encode(ds.doc_texts(), convert_to_tensor=True)
+    torch.testing.assert_close(vectors, reference, atol=1e-5, rtol=1e-4)
+    run = dense_search(default_model, ds, k=10, cache_dir=tmp_path, progress=False)
+    # 40 documents, all judged ones among them: the model finds most relevant ones first
+    assert evaluate(run, ds.qrels, ["nDCG@10"]).aggregate["nDCG@10"] > 0.8
