@@ -64,6 +64,7 @@ def worker(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # the same new head in every process ("default" has none)
     model = load_model(args.model, device=args.device, kind="cross")
     model.max_length = args.tokens
     queries, docs = _pairs(args.pairs, args.tokens, model.tokenizer)
@@ -76,13 +77,16 @@ def worker(args: argparse.Namespace) -> None:
             return engine.attribute(q, d)
         return naive_nig(engine, q, d, batch_size=args.naive_batch)
 
-    run(queries[:1], docs[:1]) if args.warmup else None  # warm caches and kernels
+    # memory baseline: the loaded model and data, before any attribution (the warm-up
+    # pair is a subset of the timed run, so the peak is the timed run's)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if args.warmup:
+        run(queries[:1], docs[:1])  # warm caches and kernels
     start = time.perf_counter()
     result = run(queries, docs)
     if cuda:
