@@ -16,7 +16,9 @@ token count), same baseline ([MASK]), rule (Gauss-Legendre) and steps:
   pairs (bi-encoder, document tokens, 128-token documents): Gauss-Legendre vs Riemann
   (trapezoid, left, right), from dF/dalpha at every node (nested grids share nodes).
 
-Every timed method runs in its own process: peak memory is the max RSS sampled above the
+A run of some ``--sections`` updates those in the JSON and keeps the others (each section
+says when it was measured and the load average it ran under). Every timed method runs in
+its own process: peak memory is the max RSS sampled above the
 loaded model (CPU) or the max CUDA allocation. Achieved GFLOP/s = the path's
 forward+backward FLOPs (PyTorch's FLOP counter on one row, times the rows) / seconds,
 next to the machine's fp32 matmul GFLOP/s. The cross-encoder is all-MiniLM-L6-v2's body
@@ -505,6 +507,13 @@ def main() -> None:
     if a.device == "cuda" and out == REPO / "benchmarks/results/attribution.json":
         out = out.with_name("attribution-cuda.json")  # keeps the CPU results beside it
     out = out.with_name(out.stem + "-quick.json") if q else out
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    for section in report["sections"].values():
+        section["measured"] = stamp
+    if out.is_file():  # a run of some sections keeps the others' earlier results
+        old = json.loads(out.read_text())
+        if old.get("device") == report["device"]:
+            report["sections"] = {**old.get("sections", {}), **report["sections"]}
     write_json(out, report)
     _print(report)
     print(f"wrote {out}")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from irlens._io import atomic_path
+from irlens._warn import warn
 from irlens.models import BiEncoder
 
 __all__ = ["encode_in_chunks", "remove_chunks"]
@@ -90,8 +91,7 @@ class _Truncations:
 
     def report(self, max_length: int) -> None:
         if self.count:
-            warnings.warn(
+            warn(
                 f"{self.count} of {self.total} documents were longer than {max_length} "
-                f"tokens and were truncated to {max_length}",
-                stacklevel=3,
+                f"tokens and were truncated to {max_length}"
             )

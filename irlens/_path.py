@@ -1,8 +1,13 @@
 """Quadrature rules for path integrals from a baseline (alpha=0) to an input (alpha=1).
 
-The conventions match Captum's ``approximation_methods`` exactly, so results can be
-checked against Captum to float precision. Gauss-Legendre needs far fewer steps than
-Riemann sums for the same completeness gap.
+Nodes and weights match Captum's ``approximation_methods`` for Gauss-Legendre and the
+left, right and middle Riemann sums, so results can be checked against Captum to float
+precision. The trapezoid rule differs on purpose: Captum spaces its ``n`` nodes by
+1/(n-1) but weights them by 1/n, so its weights sum to (n-1)/n and every attribution
+comes out (n-1)/n too small (a completeness gap of 1/n that more steps barely shrink;
+``benchmarks/attribution.py`` measured 3.0% at 33 steps). Here the weights are the
+textbook 1/(n-1), halved at both ends, i.e. Captum's result times n/(n-1).
+Gauss-Legendre needs far fewer steps than Riemann sums for the same completeness gap.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ def quadrature(n_steps: int, method: str = "gausslegendre") -> tuple[torch.Tenso
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return torch.tensor(0.5 * (nodes + 1.0)), torch.tensor(0.5 * weights)
-    weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
     kind = method.split("_")[1]
+    weights = torch.full((n,), 1.0 / (n - 1 if kind == "trapezoid" else n), dtype=torch.float64)
     if kind == "trapezoid":
         weights[0] /= 2
         weights[-1] /= 2

@@ -20,13 +20,13 @@ import gzip
 import hashlib
 import json
 import random
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import IO
 
+from irlens._warn import warn
 from irlens.errors import IrlensError
 
 __all__ = [
@@ -358,10 +358,9 @@ def _read_corpus(path: Path) -> dict[str, Document]:
         else:
             empty.append(doc_id)
     if empty:
-        warnings.warn(
+        warn(
             f"{path}: skipped {len(empty)} documents with empty title and text "
-            f"(first: {empty[0]!r})",
-            stacklevel=3,
+            f"(first: {empty[0]!r})"
         )
     return corpus
 

@@ -8,7 +8,6 @@ Results are keyed by the canonical name (``str`` of the parsed measure).
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import ir_measures
 
 from irlens._io import atomic_path
+from irlens._warn import warn
 from irlens.errors import IrlensError
 
 __all__ = ["DEFAULT_METRICS", "Evaluation", "evaluate", "parse_metrics"]
@@ -117,10 +117,9 @@ def evaluate(
         )
     missing = [qid for qid in qrels if not run.get(qid)]
     if missing:
-        warnings.warn(
+        warn(
             f"{len(missing)} judged queries have no results in the run and score 0 "
-            f"(first: {missing[0]!r})",
-            stacklevel=2,
+            f"(first: {missing[0]!r})"
         )
         for qid in missing:  # like trec_eval -c: an empty result list scores 0
             run[qid] = {_NO_RESULT: 0.0}

@@ -21,6 +21,7 @@ from irlens.attribution import (
     CompletenessWarning,
     GradientXInput,
     IntegratedGradients,
+    Occlusion,
     RandomAttribution,
     SequentialIntegratedGradients,
     TokenAttribution,
@@ -53,6 +54,23 @@ def close(ours: torch.Tensor, ref: torch.Tensor) -> None:
     assert scale > 3e-3, f"reference attributions too small to compare ({scale})"
     err = (ours - ref).abs().max().item()
     assert err <= min(1e-5, 1e-4 * scale), f"max |diff| {err} (scale {scale})"
+
+
+def captum_scale(rule: str, n_steps: int) -> float:
+    """Captum's trapezoid weights sum to (n-1)/n; irlens uses the textbook rule (sum 1)."""
+    return n_steps / (n_steps - 1) if rule == "riemann_trapezoid" else 1.0
+
+
+def test_quadrature_weights_sum_to_one_and_trapezoid_is_second_order():
+    from irlens._path import quadrature
+
+    for rule in RULES:
+        alphas, weights = quadrature(9, rule)
+        assert float(weights.sum()) == pytest.approx(1.0, abs=1e-12)
+        assert 0 <= float(alphas.min()) and float(alphas.max()) <= 1
+    # integral of a^2 over [0, 1] is 1/3: the trapezoid error is h^2/6 with h = 1/(n-1)
+    alphas, weights = quadrature(9, "riemann_trapezoid")
+    assert float((weights * alphas**2).sum()) - 1 / 3 == pytest.approx(1 / 384, rel=1e-9)
 
 
 def sharpen(cross):
@@ -116,7 +134,7 @@ def test_ig_cross_encoder_matches_captum_layer_ig(tiny_root, family, rule):
     base_ids = batch.input_ids.masked_fill(moving(batch, "both"), model.tokenizer.mask_token_id)
     lig = LayerIntegratedGradients(cross_forward(model), model.word_embeddings())
     ref = lig.attribute(batch.input_ids, base_ids, additional_forward_args=cross_args(batch),
-                        n_steps=12, method=rule).sum(-1)
+                        n_steps=12, method=rule).sum(-1) * captum_scale(rule, 12)
     ours = IntegratedGradients(model, "mask", 12, rule, memory_budget=None,
                                gap_tolerance=1.0).attribute(QUERIES, DOCS)
     close(scores(ours, ref.shape[1]), ref)
@@ -228,7 +246,8 @@ def test_sig_cross_encoder_matches_time_interpret(tiny_root, family, rule):
                                            model.tokenizer.mask_token_id)).detach()
     fwd = cross_forward(model)
     ref = TintSIG(lambda e, m, *t: fwd(e, m, *t, embeds=True)).attribute(
-        x, x0, additional_forward_args=cross_args(batch), n_steps=5, method=rule).sum(-1)
+        x, x0, additional_forward_args=cross_args(batch), n_steps=5, method=rule
+    ).sum(-1) * captum_scale(rule, 5)
     ours = SequentialIntegratedGradients(model, n_steps=5, method=rule,
                                          gap_tolerance=1.0).attribute(QUERIES, DOCS)
     close(scores(ours, ref.shape[1]), ref)
@@ -436,3 +455,60 @@ def test_gauss_legendre_50_steps_keeps_gap_under_one_percent_on_the_real_model(
     for r in results:
         assert abs(r.expected_sum) > 0.05  # a real change to explain
         assert r.relative_gap < 0.01
+
+
+# -- occlusion: SIG's exact per-token limit -------------------------------------------------
+
+def _masked_one_by_one(model, query: str, doc: str, target: str) -> list[float]:
+    """Slow reference: mask each explained token in turn and call the model."""
+    mask_id = model.tokenizer.mask_token_id
+
+    def drops(batch, score_of):
+        full = float(score_of(batch.input_ids))
+        out = []
+        for pos in moving(batch, target)[0].nonzero().flatten().tolist():
+            ids = batch.input_ids.clone()
+            ids[0, pos] = mask_id
+            out.append(full - float(score_of(ids)))
+        return out
+
+    with torch.no_grad():
+        if hasattr(model, "model"):  # cross-encoder: one sequence
+            b = model.tokenize([query], [doc])
+            return drops(b, lambda ids: model.forward_embeds(
+                Batch(ids, b.attention_mask, b.segments, b.token_type_ids)))
+        qb, db = model.tokenize([query], "query"), model.tokenize([doc], "doc")
+        qv, dv = model.forward_embeds(qb), model.forward_embeds(db)
+        out = []
+        if target in ("query", "both"):
+            out += drops(qb, lambda ids: model.pair_similarity(model.forward_embeds(
+                Batch(ids, qb.attention_mask, qb.segments, qb.token_type_ids, "query")), dv))
+        if target in ("doc", "both"):
+            out += drops(db, lambda ids: model.pair_similarity(qv, model.forward_embeds(
+                Batch(ids, db.attention_mask, db.segments, db.token_type_ids, "doc"))))
+        return out
+
+
+@pytest.mark.parametrize("target", ["doc", "query", "both"])
+def test_occlusion_equals_masking_tokens_one_by_one(cross, bi, target):
+    for model in (cross, bi):
+        results = Occlusion(model, target=target, max_tokens=50).attribute(QUERIES, DOCS)
+        for q, d, r in zip(QUERIES, DOCS, results, strict=True):
+            explained = [s for s, seg in zip(r.scores, r.segments, strict=True)
+                         if seg in ({"doc": [Segment.DOC], "query": [Segment.QUERY]}
+                                    .get(target, [Segment.QUERY, Segment.DOC]))]
+            ref = torch.tensor(_masked_one_by_one(model, q, d, target))
+            torch.testing.assert_close(torch.tensor(explained), ref, atol=1e-5, rtol=1e-4)
+            assert ref.abs().max() > 1e-3
+
+
+def test_sig_token_totals_converge_to_occlusion(cross, bi):
+    for model in (cross, bi):
+        exact = Occlusion(model, target="doc").attribute(QUERIES, DOCS)
+        errors = []
+        for steps in (2, 16):
+            sig = SequentialIntegratedGradients(model, n_steps=steps, target="doc",
+                                                gap_tolerance=1.0).attribute(QUERIES, DOCS)
+            errors.append(max((torch.tensor(s.scores) - torch.tensor(o.scores)).abs().max()
+                              for s, o in zip(sig, exact, strict=True)).item())
+        assert errors[1] < 1e-5 < errors[0]

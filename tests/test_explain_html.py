@@ -109,8 +109,8 @@ def test_explain_cli_writes_html_and_json(tiny_root, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["", "doc"], "error: empty query (pair 0); attribution needs text on both sides"),
     (["q", "d", "--method", "shap"], "error: unknown attribution method 'shap'; use ig, sig, "
-                                     "gxi, random (ig and sig take a baseline suffix, e.g. "
-                                     "ig-pad, sig-mask)"),
+                                     "occlusion, gxi, random (ig, sig and occlusion take a "
+                                     "baseline suffix, e.g. ig-pad, sig-mask)"),
     (["q", "d", "--baseline", "unk"], "error: unknown baseline 'unk'; use pad, mask, zero, "
                                       "text:<words>"),
     (["q", "d", "--integration", "riemann_trapezoid", "--steps", "1"],

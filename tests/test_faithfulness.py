@@ -14,7 +14,12 @@ from typer.testing import CliRunner
 
 from irlens.attribution import IntegratedGradients
 from irlens.attribution.faithfulness import measure_faithfulness
-from irlens.attribution.study import DEFAULT_METHODS, FaithfulnessTable, faithfulness_study
+from irlens.attribution.study import (
+    DEFAULT_METHODS,
+    FaithfulnessTable,
+    faithfulness_study,
+    method_agreement,
+)
 from irlens.cli import app
 from irlens.data import load_dataset
 from irlens.errors import IrlensError
@@ -157,3 +162,14 @@ def test_faithfulness_cli_writes_the_table(tiny_root, tmp_path):
                                    "--pairs", "50", "--device", "cpu"])
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: asked for 50 pairs but beir (test) has only 4")
+
+
+def test_sig_agrees_with_occlusion_and_random_does_not(bi, tmp_path):
+    dataset = load_dataset(write_beir(tmp_path / "beir"), "test")
+    table = faithfulness_study(bi, dataset, 3, ["sig-mask", "occlusion-mask", "random"],
+                               n_steps=24, max_doc_tokens=16, n_candidates=3)
+    close = method_agreement(table, "sig-mask", "occlusion-mask")
+    assert close["pairs"] == 3 and close["spearman"] > 0.999
+    assert close["max_relative_difference"] < 1e-3
+    far = method_agreement(table, "random", "occlusion-mask")
+    assert far["spearman"] < 0.9 and far["max_relative_difference"] > 0.1

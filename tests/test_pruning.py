@@ -111,8 +111,13 @@ def test_evaluation_has_intact_relevance_random_rows_and_resumes(tiny_root, beir
     assert path.stat().st_mtime_ns == stamp  # nothing recomputed
     assert again.rows["key"].tolist() == rows["key"].tolist()
     assert PruningResult.from_parquet(path).parameters["ranking"]
-    other = PruningConfig(**{**SMALL.__dict__, "seeds": 3})
-    with pytest.raises(IrlensError, match="holds a different pruning run.*seeds"):
+    more = PruningConfig(**{**SMALL.__dict__, "seeds": 3})  # one more seed per p and layer
+    grown = evaluate_pruning(model, beir, bi_study, more, out_dir=tmp_path, progress=False)
+    assert len(grown.rows) == len(rows) + 4
+    kept = grown.rows.set_index("key").loc[rows["key"], "nDCG@10"]
+    assert kept.tolist() == rows["nDCG@10"].tolist()  # finished evaluations reused
+    other = PruningConfig(**{**SMALL.__dict__, "depth": 7})
+    with pytest.raises(IrlensError, match="holds a different pruning run.*depth"):
         evaluate_pruning(model, beir, bi_study, other, out_dir=tmp_path, progress=False)
 
 
@@ -122,6 +127,14 @@ def test_pruning_every_unit_hurts_and_random_controls_differ(tiny_root, beir, bi
     rows = evaluate_pruning(model, beir, bi_study, config, progress=False).rows
     assert rows["n_units"].max() == 96
     assert rows.loc[rows["selection"] == "relevance", "p"].tolist() == [100.0]
+
+
+def test_bm25_pool_ranks_the_cross_encoder_candidates(tiny_root, beir, bi_study):
+    model = tiny_model(tiny_root, "bert", "bi", pooling="mean", similarity="dot")
+    config = PruningConfig(ps=(10.0,), seeds=1, layer_p=None, pool="bm25", depth=3)
+    result = evaluate_pruning(model, beir, bi_study, config, progress=False)
+    assert result.parameters["ranking"] == "rank BM25 top-3 per query"
+    assert ((result.rows["nDCG@10"] >= 0) & (result.rows["nDCG@10"] <= 1)).all()
 
 
 def test_bad_input_gives_one_line_errors(tiny_root, beir, bi_study, default_model):
@@ -168,6 +181,14 @@ def test_cli_prune(tiny_root, beir, bi_study, tmp_path):
     assert "nDCG@10 ratio" in result.stdout
     bad = runner.invoke(app, [*args[:7], "--p", "0.1,abc"])
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
+    combined = runner.invoke(app, ["report", "--pruning", str(tmp_path), "--neurons",
+                                   str(bi_study.folder), "--out", str(tmp_path / "all")])
+    assert combined.exit_code == 0, combined.output
+    assert "data:image/png;base64," in (tmp_path / "all" / "report.html").read_text()
+    assert (tmp_path / "all" / "layers.png").is_file()
+    empty = runner.invoke(app, ["report", "--pruning", str(tmp_path / "all"), "--out",
+                                str(tmp_path / "x")])
+    assert empty.exit_code == 2 and "no pruning-*.parquet" in empty.output
 
 
 @pytest.mark.real

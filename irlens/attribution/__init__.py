@@ -9,7 +9,8 @@ Every method is a class with parameters in ``__init__`` and one verb,
 >>> result.words(), result.score, result.baseline_score, result.relative_gap
 
 Methods: :class:`IntegratedGradients`, :class:`SequentialIntegratedGradients`,
-:class:`GradientXInput`, :class:`RandomAttribution`; :func:`make_method` builds one from
+:class:`Occlusion` (SIG's exact limit with the same baseline), :class:`GradientXInput`,
+:class:`RandomAttribution`; :func:`make_method` builds one from
 a short name (``ig-mask``, ``sig``, ``gxi``...). Faithfulness: :func:`measure_faithfulness`
 (one result) and :func:`faithfulness_study` (a dataset, resumable). Pages:
 :func:`render_html`, :func:`save_html`.
@@ -22,6 +23,7 @@ from irlens.attribution.faithfulness import Faithfulness, measure_faithfulness
 from irlens.attribution.html import render_html, save_html
 from irlens.attribution.ig import IntegratedGradients
 from irlens.attribution.methods import METHOD_NAMES, make_method
+from irlens.attribution.occlusion import Occlusion
 from irlens.attribution.result import TokenAttribution, Word
 from irlens.attribution.sig import SequentialIntegratedGradients
 from irlens.attribution.study import FaithfulnessTable, faithfulness_study
@@ -36,6 +38,7 @@ __all__ = [
     "FaithfulnessTable",
     "GradientXInput",
     "IntegratedGradients",
+    "Occlusion",
     "RandomAttribution",
     "SequentialIntegratedGradients",
     "TokenAttribution",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
 
+from irlens._warn import warn
 from irlens.attribution._inputs import TARGETS, PairTokens, Problem, build_problem, prepare_texts
 from irlens.attribution.baselines import Baseline
 from irlens.attribution.result import TokenAttribution
@@ -107,7 +107,7 @@ def warn_gaps(results: list[TokenAttribution], tolerance: float, fix: str) -> No
            if not math.isnan(r.completeness_gap)
            and r.completeness_gap > tolerance * r.gap_scale + 1e-4]
     if bad:
-        warnings.warn(
+        warn(
             f"completeness gap above {tolerance:.1%} of |F(x) - F(x')| for {len(bad)} of "
             f"{len(results)} pairs (worst {max(bad):.1%}); {fix}",
-            CompletenessWarning, stacklevel=3)
+            CompletenessWarning)

@@ -9,11 +9,11 @@ encoded once.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 
+from irlens._warn import warn
 from irlens.attribution.baselines import Baseline
 from irlens.errors import IrlensError
 from irlens.models import Batch, BiEncoder, CrossEncoder, Retriever, Segment
@@ -151,9 +151,8 @@ def _lengths_over(model: Retriever, first: list[str], second: list[str] | None) 
 
 def _warn_model_length(model: Retriever, n_long: int, total: int, what: str) -> None:
     if n_long:
-        warnings.warn(f"{n_long} of {total} {what} longer than the model's {model.max_length} "
-                      f"tokens; truncated to {model.max_length} (see `truncated` in results)",
-                      stacklevel=4)
+        warn(f"{n_long} of {total} {what} longer than the model's {model.max_length} "
+                      f"tokens; truncated to {model.max_length} (see `truncated` in results)")
 
 
 def _stream(model: Retriever, batch: Batch, side: str, moves: torch.Tensor,

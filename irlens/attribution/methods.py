@@ -1,5 +1,5 @@
-"""Attribution methods by short name: ``ig``, ``sig``, ``gxi``, ``random``, with an optional
-baseline suffix (``ig-pad``, ``ig-mask``, ``sig-mask``, ``ig-zero``)."""
+"""Attribution methods by short name: ``ig``, ``sig``, ``occlusion``, ``gxi``, ``random``,
+with an optional baseline suffix (``ig-pad``, ``ig-mask``, ``sig-mask``, ``occlusion-mask``)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Any
 from irlens.attribution._base import AttributionMethod
 from irlens.attribution.controls import GradientXInput, RandomAttribution
 from irlens.attribution.ig import IntegratedGradients
+from irlens.attribution.occlusion import Occlusion
 from irlens.attribution.sig import SequentialIntegratedGradients
 from irlens.errors import IrlensError
 from irlens.models import Retriever
 
 __all__ = ["METHOD_NAMES", "make_method"]
 
-METHOD_NAMES = ("ig", "sig", "gxi", "random")
+METHOD_NAMES = ("ig", "sig", "occlusion", "gxi", "random")
 _PATH = {"ig": IntegratedGradients, "sig": SequentialIntegratedGradients}
 
 
@@ -26,10 +27,12 @@ def make_method(name: str, model: Retriever, *, n_steps: int = 50,
     base_name, _, suffix = name.partition("-")
     if base_name not in METHOD_NAMES:
         raise IrlensError(f"unknown attribution method '{name}'; use {', '.join(METHOD_NAMES)} "
-                          "(ig and sig take a baseline suffix, e.g. ig-pad, sig-mask)")
+                          "(ig, sig and occlusion take a baseline suffix, e.g. ig-pad, sig-mask)")
     if base_name in _PATH:
         return _PATH[base_name](model, baseline=suffix or baseline or "mask", n_steps=n_steps,
                                 method=method, **common)
+    if base_name == "occlusion":
+        return Occlusion(model, baseline=suffix or baseline or "mask", **common)
     if suffix:
         raise IrlensError(f"'{base_name}' takes no baseline; drop '-{suffix}'")
     common.pop("memory_budget", None) if base_name == "random" else None

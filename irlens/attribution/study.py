@@ -32,7 +32,8 @@ from irlens.attribution.methods import make_method
 from irlens.data import Dataset, sample_pairs
 from irlens.models import BiEncoder, CrossEncoder, Retriever
 
-__all__ = ["DEFAULT_METHODS", "METRICS", "FaithfulnessTable", "faithfulness_study"]
+__all__ = ["DEFAULT_METHODS", "METRICS", "FaithfulnessTable", "faithfulness_study",
+           "method_agreement"]
 
 DEFAULT_METHODS = ("ig-pad", "ig-mask", "sig-mask", "gxi", "random")
 METRICS = {  # name -> which direction is better
@@ -125,6 +126,38 @@ def _candidate_scores(model: Retriever, query: str, docs: list[str], output: str
     return model.similarity(model.encode_queries([query]), model.encode_docs(docs))[0]
 
 
+def method_agreement(table: FaithfulnessTable, a: str, b: str) -> dict[str, float]:
+    """How closely methods ``a`` and ``b`` rank the same pairs' tokens: mean Spearman
+    correlation, share of identical top-k sets and max relative difference, over the
+    pairs both explained (e.g. SIG at n steps against occlusion, its exact limit)."""
+    def by_pair(method: str) -> dict[tuple[str, str], list[float]]:
+        return {(r["qid"], r["doc_id"]): r["token_scores"] for r in table.records
+                if r["method"] == method and r.get("token_scores")}
+
+    left, right = by_pair(a), by_pair(b)
+    rhos, same_top, rel = [], [], []
+    k = table.config["top_k"]
+    for pair in left.keys() & right.keys():
+        x, y = torch.tensor(left[pair]), torch.tensor(right[pair])
+        keep = (x != 0) | (y != 0)  # the explained tokens
+        x, y = x[keep], y[keep]
+        rhos.append(_spearman(x, y))
+        n = max(1, math.ceil(k * len(x)))
+        same_top.append(float(set(x.topk(n).indices.tolist()) == set(y.topk(n).indices.tolist())))
+        rel.append(float((x - y).abs().max() / y.abs().max().clamp_min(1e-12)))
+    return {"pairs": len(rhos), "spearman": _mean(rhos), "same_top_k": _mean(same_top),
+            "max_relative_difference": max(rel) if rel else None}
+
+
+def _spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Pearson correlation of the ranks (average ranks for ties)."""
+    import pandas as pd
+
+    rx = torch.tensor(pd.Series(x.numpy()).rank().to_numpy())
+    ry = torch.tensor(pd.Series(y.numpy()).rank().to_numpy())
+    return float(torch.corrcoef(torch.stack([rx, ry]))[0, 1])
+
+
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
 
@@ -200,7 +233,8 @@ def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
                 new.append(_clean({"qid": qid, "doc_id": doc_id, **asdict(metrics),
                                    "method": name, "seconds": seconds,
                                    "relative_gap": result.relative_gap,
-                                   "truncated": result.truncated}))
+                                   "truncated": result.truncated,
+                                   "token_scores": [round(v, 7) for v in result.scores]}))
         records += new
         _append_checkpoint(checkpoint, key, new)
     order = {p: i for i, p in enumerate(pairs)}

@@ -39,8 +39,8 @@ def explain_command(
     doc: str = typer.Argument(..., help="The document text."),
     model: str = typer.Option("default", "--model", "-m",
                               help="'default', a model folder or a Hugging Face id."),
-    method: str = typer.Option("ig", help="ig, sig, gxi or random (ig-pad, sig-mask... set "
-                                          "the baseline)."),
+    method: str = typer.Option("ig", help="ig, sig, occlusion, gxi or random (ig-pad, "
+                                          "sig-mask... set the baseline)."),
     baseline: str = typer.Option("mask", help="pad, mask, zero or text:<words>."),
     steps: int = typer.Option(50, "--steps", "--n-steps", help="Quadrature points per path."),
     integration: str = typer.Option("gausslegendre", help="gausslegendre or riemann_left|"
@@ -98,7 +98,8 @@ def faithfulness_command(
     split: str = typer.Option("test", help="Which qrels/<split>.tsv to sample pairs from."),
     pairs: int = typer.Option(50, help="Relevant (query, doc) pairs to explain."),
     methods: str = typer.Option("ig-pad,ig-mask,sig-mask,gxi,random",
-                                help="Comma-separated methods."),
+                                help="Comma-separated methods (occlusion-mask is "
+                                "SIG-mask's exact limit, far cheaper)."),
     n_steps: int = typer.Option(10, "--n-steps", "--steps", help="Quadrature points per path."),
     integration: str = typer.Option("gausslegendre", help="Quadrature rule."),
     target: str = typer.Option("doc", help="Tokens to explain: doc, query or both."),

@@ -116,8 +116,9 @@ def prune_command(
     split: str = typer.Option("test", help="Qrels split to evaluate on."),
     depth: int = typer.Option(100, help="BM25 candidates (cross-encoders; bi-encoder pools)."),
     pool: str = typer.Option("auto", help="Bi-encoders: full corpus search, judged+bm25 "
-                             "(each query's judged docs plus BM25 top --depth), or auto "
-                             "(full up to 20,000 docs, else pooled)."),
+                             "(each query's judged docs plus BM25 top --depth), bm25 (BM25 "
+                             "top --depth only, as a cross-encoder reranks) or auto (full up "
+                             "to 20,000 docs, else judged+bm25)."),
     max_length: int = typer.Option(None, help="Cap documents at N tokens (cheaper)."),
     max_queries: int = typer.Option(None, help="Evaluate on the first N judged queries."),
     batch_size: int = typer.Option(128, help="Texts per forward pass (as large as fits)."),
@@ -130,7 +131,6 @@ def prune_command(
     """
     from irlens.models import load_model
     from irlens.neurons.pruning import PruningConfig, evaluate_pruning
-    from irlens.neurons.report import plot_layer_pruning, plot_pruning, render_report
     from irlens.neurons.study import Study
 
     study = Study(neurons)
@@ -144,22 +144,54 @@ def prune_command(
     retriever = load_model(model or study.manifest["model_id"], device=device.value)
     out = out or study.folder / "pruning"
     results = [evaluate_pruning(retriever, d, study, config, out_dir=out) for d in data]
+    neurons_root = study.folder.parent if (study.folder.parent / "summary.json").is_file() \
+        else study.folder
+    _write_pruning_outputs(results, out, neurons_root)
+
+
+@app.command("report")
+@friendly_errors
+def report_command(
+    pruning: list[Path] = typer.Option(..., "--pruning", "-p", help="Folders of `irlens "
+                                       "prune` (their pruning-*.parquet) or parquet files; "
+                                       "repeat the option."),
+    neurons: Path = typer.Option(None, "--neurons", "-n", help="The `irlens neurons` output "
+                                 "folder to show beside them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, the plots "
+                             "and summary.json."),
+) -> None:
+    """Combine finished pruning runs (several datasets or folders) into one report.
+
+    Example: irlens report --pruning results/prune/scifact --pruning results/prune/nfcorpus
+    --neurons results/neurons -o results/prune/all
+    """
+    from irlens.neurons.pruning import PruningResult
+
+    files = []
+    for path in pruning:
+        found = sorted(path.glob("pruning-*.parquet")) if path.is_dir() else [path]
+        if not found:
+            raise IrlensError(f"no pruning-*.parquet in {path}; run `irlens prune` first")
+        files += found
+    _write_pruning_outputs([PruningResult.from_parquet(f) for f in files], out, neurons)
+
+
+def _write_pruning_outputs(results: list, out: Path, neurons_root: Path | None) -> None:
+    """Curve and per-layer plots, the HTML report and summary.json; the table to stdout."""
     import pandas as pd
 
+    from irlens._io import write_json
     from irlens.neurons.pruning import PruningResult
+    from irlens.neurons.report import plot_layer_pruning, plot_pruning, render_report
 
     combined = PruningResult(pd.concat([r.rows for r in results], ignore_index=True),
                              {**results[0].parameters, "dataset": "all"})
     plot_pruning(combined, out / "curve.png")
-    if config.layer_p is not None:
+    if (combined.rows["experiment"] == "layer").any():
         plot_layer_pruning(combined, out / "layers.png")
-    neurons_root = study.folder.parent if (study.folder.parent / "summary.json").is_file() \
-        else study.folder
     report = render_report(out / "report.html", neurons_dir=neurons_root, pruning=results)
     summary = combined.summary()
-    from irlens._io import write_json
-
-    write_json(out / "summary.json", {"parameters": combined.parameters,
+    write_json(out / "summary.json", {"parameters": [r.parameters for r in results],
                                       "summary": summary.to_dict("records")})
     cols = ["dataset", "experiment", "layer", "p", "n_units"] + [
         c for c in summary.columns if c.endswith(("intact", "relevance", "random", "ratio"))]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
+from irlens._warn import warn
 from irlens.errors import IrlensError
 
 __all__ = ["Batch", "Retriever", "Segment", "Side"]
@@ -148,10 +148,9 @@ class Retriever(nn.Module):
 
     def _warn_truncated(self, n: int, total: int, what: str) -> None:
         if n:
-            warnings.warn(
+            warn(
                 f"{n} of {total} {what} were longer than {self.max_length} tokens and were "
-                f"truncated to {self.max_length}",
-                stacklevel=3,
+                f"truncated to {self.max_length}"
             )
 
 

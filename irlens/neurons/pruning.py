@@ -14,11 +14,14 @@ ir_measures. How documents are ranked:
   model, or rank each query's candidate pool (``pool="judged+bm25"``: its judged
   documents plus BM25's top ``depth``), which encodes only the pools' union;
   ``pool="auto"`` (default) searches corpora of up to 20,000 documents in full and pools
-  larger ones (msmarco-dl19's 35,697 passages).
+  larger ones (msmarco-dl19's 35,697 passages); ``pool="bm25"`` ranks BM25's top
+  ``depth`` only, the same candidates a cross-encoder reranks (cheapest; unjudged
+  candidates count as non-relevant).
   ``max_length`` caps document tokens for both kinds (cheaper, and said in the result).
 
 Every finished evaluation is appended to ``pruning.parquet`` at once, so an interrupted
-run resumes where it stopped.
+run resumes where it stopped; a rerun with more p values, seeds or a per-layer p reuses
+the evaluations it already has.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from irlens.neurons.study import Study, check_model, library_versions
 
 __all__ = ["PruningConfig", "PruningResult", "evaluate_pruning", "prune", "unit_means"]
 
-POOLS = ("auto", "full", "judged+bm25")
+POOLS = ("auto", "full", "judged+bm25", "bm25")
 FULL_UP_TO = 20_000
 HOWS = ("zero", "mean")
 
@@ -231,7 +234,7 @@ def _candidates(model: Retriever, dataset, config: PruningConfig):
     if isinstance(model, BiEncoder) and _pool(config, dataset) == "full":
         return None
     bm25 = bm25_search(dataset, k=config.depth, progress=False)
-    if isinstance(model, CrossEncoder):
+    if isinstance(model, CrossEncoder) or _pool(config, dataset) == "bm25":
         return bm25
     return {qid: {**{d: 0.0 for d in bm25.get(qid, {})},
                   **{d: 0.0 for d in dataset.qrels.get(qid, {}) if d in dataset.corpus}}
@@ -288,7 +291,8 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
     done = pd.DataFrame()
     if path is not None and path.is_file():
         old = PruningResult.from_parquet(path)
-        keys = [k for k in params if k not in ("versions", "batch_size")]
+        keys = [k for k in params  # p, seed and layer are part of each row's key
+                if k not in ("versions", "batch_size", "ps", "seeds", "layer_p")]
         diffs = [k for k in keys if json.dumps(old.parameters.get(k), default=str)
                  != json.dumps(params[k], default=str)]
         if diffs:
@@ -334,6 +338,8 @@ def _ranking(model: Retriever, config: PruningConfig, dataset) -> str:
         return f"rerank BM25 top-{config.depth}{cap}"
     if _pool(config, dataset) == "full":
         return f"dense search of the full corpus (re-encoded per model){cap}"
+    if _pool(config, dataset) == "bm25":
+        return f"rank BM25 top-{config.depth} per query{cap}"
     return f"rank judged + BM25 top-{config.depth} per query{cap}"
 
 
