@@ -3,6 +3,8 @@ controls, resumes, reports; bad input gives one-line errors."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -186,6 +188,12 @@ def test_cli_prune(tiny_root, beir, bi_study, tmp_path):
     assert combined.exit_code == 0, combined.output
     assert "data:image/png;base64," in (tmp_path / "all" / "report.html").read_text()
     assert (tmp_path / "all" / "layers.png").is_file()
+    twice = runner.invoke(app, ["report", "--pruning", str(tmp_path), "--pruning",
+                                str(tmp_path), "--out", str(tmp_path / "twice")])
+    assert twice.exit_code == 0, twice.output
+    names = {r["dataset"] for r in json.loads((tmp_path / "twice" / "summary.json")
+                                              .read_text())["summary"]}
+    assert names == {beir.name, f"{beir.name} (relevant, ffn)"}
     empty = runner.invoke(app, ["report", "--pruning", str(tmp_path / "all"), "--out",
                                 str(tmp_path / "x")])
     assert empty.exit_code == 2 and "no pruning-*.parquet" in empty.output

@@ -10,10 +10,7 @@ measuring, on one row, the bytes autograd saves per token.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,28 +41,6 @@ def parse_memory(spec: str | int | float) -> int:
     if value <= 0:
         raise IrlensError(f"memory budget must be positive, got {spec}")
     return value
-
-
-_MALLOC_FIXED = False
-
-
-def _return_freed_memory() -> None:
-    """Fix glibc's mmap threshold at 128 KiB (once per process, Linux CPU runs only).
-
-    glibc raises the threshold after large frees, so the memory of one chunk stays in
-    the heap and the next chunks fragment it: resident memory reached 1.2-1.3x the
-    budget across chunks, and stayed under it with the fixed threshold (no measurable
-    slowdown). Set ``IRLENS_KEEP_MALLOC=1`` to leave the allocator alone.
-    """
-    global _MALLOC_FIXED
-    if _MALLOC_FIXED or os.environ.get("IRLENS_KEEP_MALLOC") or not sys.platform.startswith(
-            "linux"):
-        return
-    _MALLOC_FIXED = True
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc (musl...): nothing to fix
-        pass
 
 
 @contextmanager
@@ -137,8 +112,6 @@ class Engine:
         if memory_budget is not None:
             budget = parse_memory(memory_budget)
             limit = min(limit, int(budget / self.bytes_per_token()))
-            if self.device.type == "cpu":
-                _return_freed_memory()
         self.tokens_per_forward = max(limit, 1)
         self.n_forwards = 0
 

@@ -184,6 +184,13 @@ def _write_pruning_outputs(results: list, out: Path, neurons_root: Path | None) 
     from irlens.neurons.pruning import PruningResult
     from irlens.neurons.report import plot_layer_pruning, plot_pruning, render_report
 
+    seen: set[str] = set()
+    for r in results:  # two runs on one dataset (e.g. another --score) get distinct labels
+        name = str(r.rows["dataset"].iloc[0]) if len(r.rows) else ""
+        if name in seen:
+            name = f"{name} ({r.parameters.get('score')}, {r.parameters.get('kind')})"
+            r.rows = r.rows.assign(dataset=name)
+        seen.add(name)
     combined = PruningResult(pd.concat([r.rows for r in results], ignore_index=True),
                              {**results[0].parameters, "dataset": "all"})
     plot_pruning(combined, out / "curve.png")
