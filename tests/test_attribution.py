@@ -512,3 +512,20 @@ def test_sig_token_totals_converge_to_occlusion(cross, bi):
             errors.append(max((torch.tensor(s.scores) - torch.tensor(o.scores)).abs().max()
                               for s, o in zip(sig, exact, strict=True)).item())
         assert errors[1] < 1e-5 < errors[0]
+
+
+@pytest.mark.real
+def test_occlusion_on_the_real_model_matches_masking_one_by_one(default_model, data_dir):
+    from irlens.attribution._inputs import cut_text
+    from irlens.data import load_dataset, sample_pairs
+
+    dataset = load_dataset(data_dir / "scifact")
+    [(qid, doc_id)] = sample_pairs(dataset, 1, seed=2)
+    query = dataset.queries[qid]
+    doc = cut_text(default_model.tokenizer, dataset.corpus[doc_id].contents, 24)
+    [result] = Occlusion(default_model, target="doc").attribute(query, doc)
+    explained = [s for s, seg in zip(result.scores, result.segments, strict=True)
+                 if seg == Segment.DOC]
+    ref = torch.tensor(_masked_one_by_one(default_model, query, doc, "doc"))
+    assert len(explained) == 24 and ref.abs().max() > 1e-3
+    torch.testing.assert_close(torch.tensor(explained), ref, atol=1e-5, rtol=1e-4)

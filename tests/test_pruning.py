@@ -200,7 +200,8 @@ def test_cli_prune(tiny_root, beir, bi_study, tmp_path):
 
 
 @pytest.mark.real
-def test_real_model_pruning_on_a_scifact_subset(default_model, data_dir, tmp_path):
+@pytest.mark.parametrize("pool", ["judged+bm25", "bm25"])
+def test_real_model_pruning_on_a_scifact_subset(default_model, data_dir, tmp_path, pool):
     config = StudyConfig(n_triplets=2, n_steps=4, keep="all", max_length=96)
     study = run_study(default_model, data_dir / "scifact", tmp_path / "s", config,
                       progress=False)
@@ -208,7 +209,7 @@ def test_real_model_pruning_on_a_scifact_subset(default_model, data_dir, tmp_pat
     assert sel.n == round(0.01 * 6 * 1536)
     result = evaluate_pruning(
         default_model, data_dir / "scifact", study,
-        PruningConfig(ps=(1.0,), seeds=1, layer_p=None, pool="judged+bm25", depth=10,
+        PruningConfig(ps=(1.0,), seeds=1, layer_p=None, pool=pool, depth=10,
                       max_length=64, max_queries=5), progress=False)
     values = result.rows.set_index("selection")["nDCG@10"]
     assert 0 < values["intact"] <= 1 and np.isfinite(values["relevance"])
