@@ -39,13 +39,7 @@ RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
          "riemann_trapezoid")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread (no OpenMP hand-offs on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 def close(ours: torch.Tensor, ref: torch.Tensor) -> None:

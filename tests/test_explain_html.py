@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from tiny import tiny_model, tiny_model_dir
 from typer.testing import CliRunner
@@ -25,12 +24,7 @@ DOC = "Cats eat <b>mice</b> & birds; dogs sleep."
 RED, BLUE = (178, 24, 43), (33, 102, 172)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess:

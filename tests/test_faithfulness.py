@@ -29,12 +29,7 @@ QUERY = "what do cats eat"
 DOC = "mice like cheese and cats chase mice"  # 7 pieces: top 20% is one token
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")

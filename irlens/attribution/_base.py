@@ -7,14 +7,16 @@ from typing import Any
 
 import torch
 
+from irlens._path import quadrature
 from irlens._warn import warn
+from irlens.attribution._engine import parse_memory
 from irlens.attribution._inputs import TARGETS, PairTokens, Problem, build_problem, prepare_texts
 from irlens.attribution.baselines import Baseline
 from irlens.attribution.result import TokenAttribution
 from irlens.errors import IrlensError
 from irlens.models import BiEncoder, CrossEncoder, Retriever
 
-__all__ = ["AttributionMethod", "CompletenessWarning"]
+__all__ = ["AttributionMethod", "CompletenessWarning", "PathMethod"]
 
 
 class CompletenessWarning(UserWarning):
@@ -99,6 +101,31 @@ class AttributionMethod:
                 gap_scale=float(scale[i]), method=self.name, parameters=self.get_params(),
                 model_id=self.model.model_id, output=self.output, truncated=pair.truncated))
         return results
+
+
+class PathMethod(AttributionMethod):
+    """A method that integrates along straight paths from a baseline (IG, SIG): the
+    arguments they share are checked here; see :class:`IntegratedGradients`."""
+
+    def __init__(self, model: Retriever, baseline: str | Baseline = "mask", n_steps: int = 50,
+                 method: str = "gausslegendre", *, target: str = "both",
+                 output: str | None = None, memory_budget: str | int | None = "1GB",
+                 max_tokens: int | None = None, max_doc_tokens: int | None = None,
+                 gap_tolerance: float = 0.01):
+        super().__init__(model, target=target, output=output, max_doc_tokens=max_doc_tokens)
+        self.baseline = Baseline.parse(baseline)
+        quadrature(n_steps, method)  # checks n_steps and method now, not at attribute()
+        if memory_budget is not None:
+            parse_memory(memory_budget)
+        self.n_steps = n_steps
+        self.method = method
+        self.memory_budget = memory_budget
+        self.max_tokens = max_tokens
+        self.gap_tolerance = gap_tolerance
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "baseline": str(self.baseline),
+                "n_steps": self.n_steps, "method": self.method}
 
 
 def warn_gaps(results: list[TokenAttribution], tolerance: float, fix: str) -> None:

@@ -8,21 +8,17 @@ chunks, one forward and one backward per chunk.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from irlens._path import quadrature
-from irlens.attribution._base import AttributionMethod, warn_gaps
-from irlens.attribution._engine import Engine, Rows, parse_memory
-from irlens.attribution.baselines import Baseline
+from irlens.attribution._base import PathMethod, warn_gaps
+from irlens.attribution._engine import Engine, Rows
 from irlens.attribution.result import TokenAttribution
-from irlens.models import Retriever
 
 __all__ = ["IntegratedGradients"]
 
 
-class IntegratedGradients(AttributionMethod):
+class IntegratedGradients(PathMethod):
     """Integrated Gradients of the pair score with respect to word embeddings.
 
     Args:
@@ -31,7 +27,7 @@ class IntegratedGradients(AttributionMethod):
             :mod:`irlens.attribution.baselines`).
         n_steps: quadrature points per path.
         method: ``"gausslegendre"`` (default; fewest steps for a given gap) or
-            ``"riemann_left|right|middle|trapezoid"`` (Captum's conventions).
+            ``"riemann_left|right|middle|trapezoid"`` (see :mod:`irlens._path`).
         target, output, max_doc_tokens: see :class:`AttributionMethod`.
         memory_budget: activation memory per forward+backward chunk (``"1GB"``; model
             weights not included); ``None`` for no limit.
@@ -41,26 +37,6 @@ class IntegratedGradients(AttributionMethod):
     """
 
     name = "ig"
-
-    def __init__(self, model: Retriever, baseline: str | Baseline = "mask", n_steps: int = 50,
-                 method: str = "gausslegendre", *, target: str = "both",
-                 output: str | None = None, memory_budget: str | int | None = "1GB",
-                 max_tokens: int | None = None, max_doc_tokens: int | None = None,
-                 gap_tolerance: float = 0.01):
-        super().__init__(model, target=target, output=output, max_doc_tokens=max_doc_tokens)
-        self.baseline = Baseline.parse(baseline)
-        quadrature(n_steps, method)  # checks n_steps and method now, not at attribute()
-        if memory_budget is not None:
-            parse_memory(memory_budget)
-        self.n_steps = n_steps
-        self.method = method
-        self.memory_budget = memory_budget
-        self.max_tokens = max_tokens
-        self.gap_tolerance = gap_tolerance
-
-    def get_params(self) -> dict[str, Any]:
-        return {**super().get_params(), "baseline": str(self.baseline),
-                "n_steps": self.n_steps, "method": self.method}
 
     def attribute(self, queries: list[str] | str, docs: list[str] | str
                   ) -> list[TokenAttribution]:

@@ -9,22 +9,18 @@ its baseline); the reported gap sums the per-path gaps.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from irlens._path import quadrature
-from irlens.attribution._base import AttributionMethod, warn_gaps
-from irlens.attribution._engine import Engine, Rows, parse_memory
+from irlens.attribution._base import PathMethod, warn_gaps
+from irlens.attribution._engine import Engine, Rows
 from irlens.attribution._inputs import split_sides
-from irlens.attribution.baselines import Baseline
 from irlens.attribution.result import TokenAttribution
-from irlens.models import Retriever
 
 __all__ = ["SequentialIntegratedGradients"]
 
 
-class SequentialIntegratedGradients(AttributionMethod):
+class SequentialIntegratedGradients(PathMethod):
     """Sequential IG: n_tokens x n_steps model evaluations per pair, batched.
 
     Arguments as :class:`~irlens.attribution.IntegratedGradients`; the baseline defaults
@@ -34,26 +30,6 @@ class SequentialIntegratedGradients(AttributionMethod):
     """
 
     name = "sig"
-
-    def __init__(self, model: Retriever, baseline: str | Baseline = "mask", n_steps: int = 50,
-                 method: str = "gausslegendre", *, target: str = "both",
-                 output: str | None = None, memory_budget: str | int | None = "1GB",
-                 max_tokens: int | None = None, max_doc_tokens: int | None = None,
-                 gap_tolerance: float = 0.01):
-        super().__init__(model, target=target, output=output, max_doc_tokens=max_doc_tokens)
-        self.baseline = Baseline.parse(baseline)
-        quadrature(n_steps, method)
-        if memory_budget is not None:
-            parse_memory(memory_budget)
-        self.n_steps = n_steps
-        self.method = method
-        self.memory_budget = memory_budget
-        self.max_tokens = max_tokens
-        self.gap_tolerance = gap_tolerance
-
-    def get_params(self) -> dict[str, Any]:
-        return {**super().get_params(), "baseline": str(self.baseline),
-                "n_steps": self.n_steps, "method": self.method}
 
     def attribute(self, queries: list[str] | str, docs: list[str] | str
                   ) -> list[TokenAttribution]:
