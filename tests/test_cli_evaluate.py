@@ -28,6 +28,7 @@ def test_help_explains_the_options():
         assert words in result.stdout
 
 
+@pytest.mark.real
 def test_bm25_on_scifact_subset_writes_json_and_run(data_dir, tmp_path):
     out, run_file = tmp_path / "out" / "results.json", tmp_path / "run.trec"
     result = evaluate_cli(

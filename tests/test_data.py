@@ -71,6 +71,7 @@ def test_fingerprint_is_stable_and_follows_the_corpus(beir):
     assert load_dataset(beir).fingerprint != first
 
 
+@pytest.mark.real
 def test_real_collections_match_their_published_counts(data_dir):
     scifact = load_dataset(data_dir / "scifact")
     assert (len(scifact.corpus), len(scifact.queries)) == (5183, 300)
@@ -83,6 +84,7 @@ def test_real_collections_match_their_published_counts(data_dir):
     assert grades == {0, 1, 2, 3}
 
 
+@pytest.mark.real
 def test_subset_is_deterministic_and_keeps_every_judged_doc(data_dir):
     full = load_dataset(data_dir / "scifact")
     sub = load_dataset(data_dir / "scifact", max_docs=100, max_queries=25)
@@ -207,6 +209,7 @@ def test_ir_datasets_id_is_loaded_through_ir_datasets(monkeypatch):
 # --- samplers ----------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_sample_pairs_is_seeded_and_relevant(data_dir):
     ds = load_dataset(data_dir / "scifact")
     pairs = sample_pairs(ds, 50, seed=3)
@@ -216,6 +219,7 @@ def test_sample_pairs_is_seeded_and_relevant(data_dir):
     assert all(ds.qrels[q][d] >= 1 for q, d in pairs)
 
 
+@pytest.mark.real
 def test_graded_threshold_on_dl19(data_dir):
     ds = load_dataset(data_dir / "msmarco-dl19")
     pairs = sample_pairs(ds, None, seed=0, min_relevance=2)
@@ -237,6 +241,7 @@ def test_too_many_pairs_is_an_error(beir):
     )
 
 
+@pytest.mark.real
 def test_bm25_triplets_are_hard_negatives(data_dir):
     ds = load_dataset(data_dir / "scifact", max_docs=400, max_queries=40)
     triplets = sample_triplets(ds, 20, negatives="bm25", seed=1, bm25_depth=10)
@@ -269,6 +274,7 @@ def test_triplets_fail_when_no_negative_exists(beir):
     raises_one_line(r"unknown negatives 'hard'", sample_triplets, ds, 2, negatives="hard")
 
 
+@pytest.mark.real
 def test_msmarco_triples(data_dir, tmp_path):
     triplets = load_triples_tsv(data_dir / "msmarco-triples" / "triples.train.small.head1000.tsv")
     assert len(triplets) == 1000

@@ -54,6 +54,7 @@ def cross(tiny_root):
 # --- BM25 --------------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_bm25_on_scifact_reproduces_anserini_flat(data_dir):
     ds = load_dataset(data_dir / "scifact")
     run = bm25_search(ds, k=100, progress=False)
@@ -77,6 +78,25 @@ def test_bm25_unknown_stemmer(tiny):
 # --- encoding and dense search -----------------------------------------------------------
 
 
+class _Forwards:
+    """Counts the document encoder's forward passes (and can stop the n-th one)."""
+
+    def __init__(self, model, stop_at: int | None = None):
+        self.model, self.stop_at, self.count = model, stop_at, 0
+
+    def __enter__(self):
+        def hook(module, args, output):
+            self.count += 1
+            if self.count == self.stop_at:
+                raise KeyboardInterrupt
+
+        self.handle = self.model.doc_encoder.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
 def test_encode_corpus_matches_encode_docs_and_is_cached(bi, tiny, tmp_path):
     cache = tmp_path / "cache"
     vectors = encode_corpus(bi, tiny, batch_size=2, cache_dir=cache, progress=False)
@@ -85,11 +105,86 @@ def test_encode_corpus_matches_encode_docs_and_is_cached(bi, tiny, tmp_path):
     (folder,) = (cache / "embeddings").iterdir()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["n_docs"] == 6 and manifest["dataset_fingerprint"] == tiny.fingerprint
-    assert not list(folder.glob("partial-*"))  # chunks are folded into one file
-    # a second call reads the file: prove it by planting a marker there
-    np.save(folder / "embeddings.npy", np.full((6, vectors.shape[1]), 7.0, dtype=np.float32))
-    again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
-    assert torch.all(again == 7.0)
+    assert manifest["shape"] == [6, 32] and manifest["checksum"].startswith("blake2b:")
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "embeddings.npy",
+                                                         "manifest.json"]
+    with _Forwards(bi) as forwards:  # a second call reads the file
+        again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    assert forwards.count == 0 and torch.equal(again, vectors)
+
+
+def _damage_and_reload(bi, tiny, cache, damage):
+    first = encode_corpus(bi, tiny, cache_dir=cache, progress=False).clone()
+    (folder,) = (cache / "embeddings").iterdir()
+    damage(folder / "embeddings.npy")
+    with pytest.warns(UserWarning, match=r"embedding cache .* is damaged"), \
+            _Forwards(bi) as forwards:
+        again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    assert forwards.count > 0
+    torch.testing.assert_close(again, first, atol=1e-6, rtol=0)
+    with _Forwards(bi) as forwards:  # repaired: the next call reads it again
+        encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    assert forwards.count == 0
+
+
+def test_a_truncated_cache_file_is_recomputed(bi, tiny, tmp_path):
+    def truncate(path):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) - 40])
+
+    _damage_and_reload(bi, tiny, tmp_path / "cache", truncate)
+
+
+def test_a_cache_matrix_with_shifted_rows_is_recomputed(bi, tiny, tmp_path):
+    def shift(path):
+        np.save(path, np.roll(np.load(path), 1, axis=0))  # still loads, every row wrong
+
+    _damage_and_reload(bi, tiny, tmp_path / "cache", shift)
+
+
+_WRITER = """
+import sys, time, numpy as np, torch
+from pathlib import Path
+torch.set_num_threads(1)
+from tiny import tiny_model
+from irlens.data import load_dataset
+from irlens.retrieval import encode_corpus
+root, data, cache, out, me = (Path(a) for a in sys.argv[1:6])
+model = tiny_model(root, "bert", "bi")
+model.doc_encoder.register_forward_hook(lambda *a: time.sleep(0.05))  # a slow encoder
+ds = load_dataset(data)
+(out.parent / (me.name + ".ready")).touch()
+while len(list(out.parent.glob("*.ready"))) < 2:  # start together
+    time.sleep(0.01)
+np.save(out, encode_corpus(model, ds, batch_size=1, chunk_size=1, cache_dir=cache,
+                           progress=False).numpy())
+"""
+
+
+def test_two_writers_on_one_empty_cache_both_finish_with_the_same_matrix(
+        bi, tiny, tiny_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)]),
+           "OMP_NUM_THREADS": "1"}
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    runs.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tiny_root), tiny.source,
+                               str(cache), str(runs / f"{i}.npy"), f"w{i}"], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    first, second = (np.load(runs / f"{i}.npy") for i in range(2))
+    assert np.array_equal(first, second)
+    expected = bi.encode_docs(tiny.doc_texts()).numpy()
+    np.testing.assert_allclose(first, expected, atol=1e-5, rtol=1e-4)
+    (folder,) = (cache / "embeddings").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "embeddings.npy",
+                                                         "manifest.json"]  # no orphans
 
 
 def test_cache_key_follows_model_and_corpus(bi, tiny_root, tiny, tmp_path):
@@ -108,36 +203,59 @@ def test_env_var_sets_the_cache_dir(bi, tiny, tmp_path, monkeypatch):
     assert list((tmp_path / "env" / "embeddings").glob("*/embeddings.npy"))
 
 
-def test_interrupted_encoding_resumes_from_saved_chunks(bi, tiny, tmp_path):
+def test_interrupted_encoding_resumes_from_saved_chunks(bi, tiny, tmp_path, capsys):
     cache = tmp_path / "cache"
-    passes: list[int] = []
-
-    def interrupt_third_pass(module, args, kwargs, output):
-        passes.append(1)
-        if len(passes) == 3:
-            raise KeyboardInterrupt
-
-    handle = bi.doc_encoder.register_forward_hook(interrupt_third_pass, with_kwargs=True)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False)
-    finally:
-        handle.remove()
+    with _Forwards(bi, stop_at=3), pytest.raises(KeyboardInterrupt):
+        encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False)
     (folder,) = (cache / "embeddings").iterdir()
-    assert len(list(folder.glob("partial-1/*.npy"))) == 2
+    assert json.loads((folder / "progress.json").read_text())["done"] == 2
     assert not (folder / "embeddings.npy").exists()
 
-    counted: list[int] = []
-    handle = bi.doc_encoder.register_forward_hook(lambda *a: counted.append(1))
-    try:
-        resumed = encode_corpus(
-            bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False
-        )
-    finally:
-        handle.remove()
-    assert len(counted) == 4  # six documents, two already saved
+    with _Forwards(bi) as forwards:
+        resumed = encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache,
+                                progress=True)
+    assert forwards.count == 4  # six documents, two already saved
+    first_frame = capsys.readouterr().err.split("\r")[1]
+    assert " 2/6 [" in first_frame  # the bar starts at the saved count (a true rate)
     fresh = encode_corpus(bi, tiny, cache_dir=tmp_path / "fresh", progress=False)
     torch.testing.assert_close(resumed, fresh, atol=1e-5, rtol=1e-4)
+
+
+def test_the_first_chunks_are_small(bi, tiny, tmp_path):
+    """The longest documents come first: progress is saved before a full chunk is done."""
+    cache = tmp_path / "cache"
+    with _Forwards(bi, stop_at=4), pytest.raises(KeyboardInterrupt):
+        encode_corpus(bi, tiny, batch_size=1, chunk_size=512, cache_dir=cache, progress=False)
+    (folder,) = (cache / "embeddings").iterdir()
+    assert json.loads((folder / "progress.json").read_text())["done"] == 3  # chunks 1, 2
+
+
+def test_ablations_with_other_values_get_their_own_cache_entry(bi, tiny, tmp_path):
+    from irlens.hooks import ablate
+
+    cache = tmp_path / "cache"
+    name = "layer.1.ffn.post"
+    got = {}
+    for value in (0.0, 3.0):
+        values = {name: torch.full((48,), value)}
+        with ablate(bi, name, how="mean", values=values, side="doc"):
+            got[value] = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+            direct = bi.encode_docs(tiny.doc_texts())
+        torch.testing.assert_close(got[value], direct, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got[0.0], got[3.0])
+    assert len(list((cache / "embeddings").iterdir())) == 2
+
+
+def test_an_unlabeled_function_edit_skips_the_cache(bi, tiny, tmp_path):
+    from irlens.hooks import intervene
+
+    cache = tmp_path / "cache"
+    with intervene(bi, {"layer.0.ffn.out": lambda act, ctx: act * 0.5}):
+        with pytest.warns(UserWarning, match=r"embedding cache is skipped"):
+            vectors = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+        direct = bi.encode_docs(tiny.doc_texts())
+    torch.testing.assert_close(vectors, direct, atol=1e-5, rtol=1e-4)
+    assert not (cache / "embeddings").exists()
 
 
 def test_dense_search_is_exact_top_k(bi, tiny, tmp_path):
