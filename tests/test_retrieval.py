@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -142,65 +143,37 @@ def test_a_cache_matrix_with_shifted_rows_is_recomputed(bi, tiny, tmp_path):
     _damage_and_reload(bi, tiny, tmp_path / "cache", shift)
 
 
-_WRITER = """
-import sys, time, numpy as np, torch
-from pathlib import Path
-torch.set_num_threads(1)
-from tiny import tiny_model
-from irlens.data import load_dataset
-from irlens.retrieval import encode_corpus
-root, data, cache, out, me = (Path(a) for a in sys.argv[1:6])
-model = tiny_model(root, "bert", "bi")
-model.doc_encoder.register_forward_hook(lambda *a: time.sleep(0.05))  # a slow encoder
-ds = load_dataset(data)
-(out.parent / (me.name + ".ready")).touch()
-while len(list(out.parent.glob("*.ready"))) < 2:  # start together
-    time.sleep(0.01)
-np.save(out, encode_corpus(model, ds, batch_size=1, chunk_size=1, cache_dir=cache,
-                           progress=False).numpy())
-"""
+def _writer(model, data: str, cache, out, barrier) -> None:
+    """One run of encode_corpus in a forked process, started with the other one."""
+    torch.set_num_threads(1)
+    model.doc_encoder.register_forward_hook(lambda *a: time.sleep(0.02))  # a slow encoder
+    dataset = load_dataset(data)
+    barrier.wait(timeout=60)
+    vectors = encode_corpus(model, dataset, batch_size=1, chunk_size=1, cache_dir=cache,
+                            progress=False)
+    np.save(out, vectors.numpy())
 
 
-def test_two_writers_on_one_empty_cache_both_finish_with_the_same_matrix(
-        bi, tiny, tiny_root, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_two_writers_on_one_empty_cache_both_finish_with_the_same_matrix(bi, tiny, tmp_path):
+    import multiprocessing
 
-    here = Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)]),
-           "OMP_NUM_THREADS": "1"}
-    cache, runs = tmp_path / "cache", tmp_path / "runs"
-    runs.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tiny_root), tiny.source,
-                               str(cache), str(runs / f"{i}.npy"), f"w{i}"], env=env,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors
-    first, second = (np.load(runs / f"{i}.npy") for i in range(2))
+    ctx = multiprocessing.get_context("fork")  # the model is already loaded: no re-import
+    barrier = ctx.Barrier(2)
+    cache = tmp_path / "cache"
+    procs = [ctx.Process(target=_writer, args=(bi, tiny.source, cache, tmp_path / f"{i}.npy",
+                                               barrier)) for i in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    first, second = (np.load(tmp_path / f"{i}.npy") for i in range(2))
     assert np.array_equal(first, second)
     expected = bi.encode_docs(tiny.doc_texts()).numpy()
     np.testing.assert_allclose(first, expected, atol=1e-5, rtol=1e-4)
     (folder,) = (cache / "embeddings").iterdir()
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "embeddings.npy",
                                                          "manifest.json"]  # no orphans
-
-
-def test_cache_key_follows_model_and_corpus(bi, tiny_root, tiny, tmp_path):
-    cache = tmp_path / "cache"
-    encode_corpus(bi, tiny, cache_dir=cache, progress=False)
-    encode_corpus(
-        tiny_model(tiny_root, "bert", "bi", seed=1), tiny, cache_dir=cache, progress=False
-    )
-    encode_corpus(bi, tiny.subset(max_docs=5, max_queries=1), cache_dir=cache, progress=False)
-    assert len(list((cache / "embeddings").iterdir())) == 3
-
-
-def test_env_var_sets_the_cache_dir(bi, tiny, tmp_path, monkeypatch):
-    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "env"))
-    encode_corpus(bi, tiny, progress=False)
-    assert list((tmp_path / "env" / "embeddings").glob("*/embeddings.npy"))
 
 
 def test_interrupted_encoding_resumes_from_saved_chunks(bi, tiny, tmp_path, capsys):
