@@ -19,7 +19,7 @@ from irlens._io import atomic_path
 from irlens._warn import warn
 from irlens.errors import IrlensError
 
-__all__ = ["DEFAULT_METRICS", "Evaluation", "evaluate", "parse_metrics"]
+__all__ = ["DEFAULT_METRICS", "Evaluation", "evaluate", "parse_metrics", "search_depth"]
 
 DEFAULT_METRICS: tuple[str, ...] = ("nDCG@10", "RR@10", "R@100", "AP")
 _NO_RESULT = "irlens:no-result"  # an unjudged stand-in for an empty result list
@@ -84,6 +84,15 @@ def parse_metrics(metrics: str | Sequence[str]) -> list[Any]:
                 f"unknown metric {name!r}; use ir_measures names such as {_EXAMPLES}"
             ) from None
     return measures
+
+
+def search_depth(metrics: str | Sequence[str], n_docs: int) -> int:
+    """How many documents per query a run needs for ``metrics`` to be exact: the largest
+    cutoff (``R@1000`` -> 1000), or the whole corpus when a measure has none (``AP``)."""
+    cutoffs = [m.params.get("cutoff") for m in parse_metrics(metrics)]
+    if any(c is None for c in cutoffs):
+        return n_docs
+    return min(n_docs, max(cutoffs))
 
 
 def evaluate(

@@ -14,7 +14,7 @@ import torch
 from tiny import tiny_model
 from tiny_data import write_beir
 
-from irlens.data import Dataset, load_dataset
+from irlens.data import Dataset, Document, load_dataset
 from irlens.errors import IrlensError
 from irlens.evaluation import Evaluation, evaluate
 from irlens.retrieval import (
@@ -311,6 +311,14 @@ def test_trec_run_round_trip(tmp_path):
     one_line_error(r"run\.trec:1: expected 6 columns", load_run, path)
 
 
+def test_numpy_scores_round_trip_at_full_precision(tmp_path):
+    run = {"q1": {"d1": np.float64(1.5), "d2": np.float32(0.1), "d3": 0.1 + 0.2},
+           "q2": {"d4": np.float64(-1e-17)}}
+    loaded = load_run(save_run(run, tmp_path / "run.trec"))
+    assert loaded == {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items()}
+    assert loaded["q1"]["d3"] == 0.30000000000000004
+
+
 def test_metrics_by_hand():
     qrels = {"q1": {"d1": 1}, "q2": {"d7": 2, "d8": 1}}
     run = {"q1": {"d2": 2.0, "d1": 1.0}, "q2": {"d8": 5.0, "d7": 4.0}}
@@ -354,6 +362,35 @@ def test_evaluation_to_json(tmp_path):
     assert json.loads(text) == payload
     assert Evaluation.from_json(tmp_path / "eval.json") == result
     assert result.primary == 1.0 and "per_query" not in result.to_dict(per_query=False)
+
+
+def test_search_depth_follows_the_metrics():
+    from irlens.evaluation import search_depth
+
+    assert search_depth("nDCG@10,R@1000", 5000) == 1000
+    assert search_depth(["RR@10", "P@5"], 5000) == 10
+    assert search_depth("nDCG@10,AP", 5000) == 5000  # AP ranks everything
+    assert search_depth("R@1000", 300) == 300
+
+
+def test_pruning_dense_search_is_as_deep_as_its_metrics(bi):
+    """R@1000 over 150 documents must see every document (it was cut at 100)."""
+    import random
+
+    from irlens.neurons.pruning import PruningConfig, _measure
+
+    rng = random.Random(0)
+    words = "cat dog fish mouse grain river market rain wind salmon seed bone".split()
+    corpus = {f"d{i}": Document("", " ".join(rng.choices(words, k=8))) for i in range(150)}
+    queries = {f"q{j}": " ".join(rng.choices(words, k=3)) for j in range(3)}
+    qrels = {q: {f"d{i}": 1 for i in range(40 * j, 40 * j + 40)} for j, q in enumerate(queries)}
+    ds = Dataset("synthetic", corpus, queries, qrels)
+    got = _measure(bi, ds, None, PruningConfig(metrics=("R@1000", "AP")), progress=False)
+    assert got["R@1000"] == 1.0
+    scores = bi.similarity(bi.encode_queries(ds.query_texts()), bi.encode_docs(ds.doc_texts()))
+    full = {q: dict(zip(ds.doc_ids, scores[i].tolist(), strict=True))
+            for i, q in enumerate(ds.query_ids)}
+    assert got["AP"] == pytest.approx(evaluate(full, qrels, ["AP"]).aggregate["AP"], abs=1e-6)
 
 
 def test_bm25_on_an_empty_corpus_is_an_error():

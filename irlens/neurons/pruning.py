@@ -243,12 +243,13 @@ def _candidates(model: Retriever, dataset, config: PruningConfig):
 
 def _measure(model: Retriever, dataset, candidates, config: PruningConfig,
              progress: bool) -> dict[str, float]:
-    from irlens.evaluation import evaluate
+    from irlens.evaluation import evaluate, search_depth
     from irlens.retrieval import dense_search, rerank
 
     if candidates is None:
+        k = search_depth(config.metrics, len(dataset.corpus))  # R@1000 needs 1000, AP all
         with tempfile.TemporaryDirectory(prefix="irlens-prune-") as cache:
-            run = dense_search(model, dataset, k=100, batch_size=config.batch_size,
+            run = dense_search(model, dataset, k=k, batch_size=config.batch_size,
                                cache_dir=cache, progress=progress)
     else:
         depth = max(len(v) for v in candidates.values()) if candidates else 1
