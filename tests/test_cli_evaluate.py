@@ -126,6 +126,23 @@ def test_bad_input_is_one_line_on_stderr(tmp_path, monkeypatch, args, message):
     assert re.search(message, lines[0]), lines[0]
 
 
+def test_strict_and_out_folder(tmp_path):
+    from irlens.evaluation import Evaluation
+
+    data = write_beir(tmp_path / "tiny")
+    qrels = data / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text() + "q1\tgone\t1\n")
+    with pytest.warns(UserWarning, match="1 of 6 judgements name documents missing"):
+        lenient = evaluate_cli("--model", "bm25", "--data", data, "--out", tmp_path / "ev")
+    assert lenient.exit_code == 0, lenient.stderr
+    saved = Evaluation.load(tmp_path / "ev")
+    assert saved.aggregate == json.loads(lenient.stdout)["aggregate"]
+    assert saved.to_frame()["query_id"].tolist() == ["q1", "q2", "q3"]
+    strict = evaluate_cli("--model", "bm25", "--data", data, "--strict")
+    assert strict.exit_code == 2 and strict.stdout == ""
+    assert re.match(r"error: .*1 of 6 judgements name documents missing", strict.stderr)
+
+
 @pytest.mark.real
 def test_default_model_on_a_scifact_subset(data_dir, tmp_path):
     result = evaluate_cli(

@@ -355,13 +355,22 @@ def test_bad_metric_names():
     one_line_error(r"shares no query id", evaluate, {"x": {"d": 1.0}}, {"q": {"d": 1}})
 
 
-def test_evaluation_to_json(tmp_path):
-    result = evaluate({"q": {"d": 1.0}}, {"q": {"d": 1}}, "nDCG@10,R@100")
-    text = result.to_json(tmp_path / "eval.json")
-    payload = json.loads((tmp_path / "eval.json").read_text())
-    assert json.loads(text) == payload
-    assert Evaluation.from_json(tmp_path / "eval.json") == result
-    assert result.primary == 1.0 and "per_query" not in result.to_dict(per_query=False)
+def test_evaluation_is_an_artifact(tmp_path, tiny):
+    qrels = {"q1": {"d1": 1}, "q2": {"d7": 2, "d8": 1}}
+    run = {"q1": {"d2": 2.0, "d1": 1.0}, "q2": {"d8": 5.0, "d7": 4.0}}
+    result = evaluate(run, qrels, "RR@10,P@1", data=tiny)
+    assert repr(result) == "<Evaluation 2 queries: RR@10 0.7500, P@1 0.5000>"
+    frame = result.to_frame()
+    assert list(frame.columns) == ["query_id", "RR@10", "P@1"]
+    assert frame.set_index("query_id").loc["q1"].tolist() == [0.5, 0.0]
+    folder = result.save(tmp_path / "eval")
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "table.parquet"]
+    loaded = Evaluation.load(folder)
+    assert loaded == result and loaded.manifest.data_fingerprint == tiny.fingerprint
+    assert loaded.manifest.config == {"metrics": ["RR@10", "P@1"], "ignore_identical_ids": True}
+    text = result.to_json()
+    assert isinstance(text, str) and Evaluation.from_json(text) == result
+    assert result.primary == 0.75 and "per_query" not in result.to_dict(per_query=False)
 
 
 def test_search_depth_follows_the_metrics():
