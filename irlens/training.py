@@ -13,7 +13,7 @@ Data: a BEIR folder (its ``split`` qrels; negatives drawn from each query's BM25
 ``bm25_depth``, judged-relevant documents excluded) or an MS MARCO ``triples.train``
 TSV (query, positive, negative; its negatives are BM25's). Defaults are small enough
 for a CPU: 1 epoch, batch 16, learning rate 2e-5 with 10% warm-up, 256 tokens.
-Training needs ``pip install "sentence-transformers[train]"`` (datasets, accelerate).
+Training needs ``pip install "irlens[train]"`` (datasets, accelerate).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def train_cross_encoder(
         from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     except ImportError as err:
         raise IrlensError("training needs datasets and accelerate: pip install "
-                          f"'sentence-transformers[train]' ({err})") from None
+                          f"'irlens[train]' ({err})") from None
     from irlens.models import load_model, resolve_model_path
     from irlens.models.loading import _pick_device
 
