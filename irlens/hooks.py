@@ -430,10 +430,13 @@ def _digest(value: object) -> str:
     digest = hashlib.sha1()
 
     def feed(v: object) -> None:
-        if isinstance(v, torch.Tensor | np.ndarray):
-            arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
-            arr = np.ascontiguousarray(arr)
-            digest.update(f"T{arr.dtype}{arr.shape}".encode())
+        if isinstance(v, torch.Tensor):  # any dtype (bfloat16 too): hash the raw bytes
+            flat = v.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{v.dtype}{tuple(v.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, np.ndarray):
+            arr = np.ascontiguousarray(v)
+            digest.update(f"A{arr.dtype}{arr.shape}".encode())
             digest.update(arr.view(np.uint8).tobytes())
         elif isinstance(v, dict):
             digest.update(b"{")

@@ -189,6 +189,8 @@ def test_fingerprint_covers_every_ablation_setting(tiny_root):
     assert fingerprint(positions=[1, 2]) == fingerprint(positions=[1, 2])
     assert fingerprint(positions=[1, 2]) != fingerprint(positions=[1, 3])
     assert fingerprint(units=[1]) != fingerprint(units=torch.tensor([2]))
+    bf16 = {name: torch.ones(48, dtype=torch.bfloat16)}  # hashed by its bytes, any dtype
+    assert fingerprint(how="mean", values=bf16) != fingerprint(how="mean", values=ones)
     with ablate(model, name, side="query"):
         query_side = model.fingerprint
     assert query_side != fingerprint()
