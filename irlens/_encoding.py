@@ -50,9 +50,13 @@ def checksum(matrix: np.ndarray) -> str:
     return f"blake2b:{digest.hexdigest()}"
 
 
-def load_verified(folder: Path, n_docs: int) -> np.ndarray | None:
+def load_verified(folder: Path, n_docs: int, spot_check=None) -> np.ndarray | None:
     """The cached matrix if its shape and checksum match its manifest, else None (a
-    damaged entry is removed with a warning, so the caller recomputes it)."""
+    damaged entry is removed with a warning, so the caller recomputes it).
+
+    An entry from an older irlens has no checksum: ``spot_check(matrix)`` (re-encode a few
+    rows and compare) decides, and a passing entry gets its checksum recorded.
+    """
     final, manifest_path = folder / FINAL, folder / MANIFEST
     if not final.is_file():
         return None
@@ -60,10 +64,16 @@ def load_verified(folder: Path, n_docs: int) -> np.ndarray | None:
     try:
         manifest = json.loads(manifest_path.read_text())
         matrix = np.load(final, mmap_mode="c")
-        if list(matrix.shape) != manifest.get("shape") or matrix.shape[0] != n_docs:
-            problem = f"shape {list(matrix.shape)}, expected {manifest.get('shape')}"
+        expected = manifest.get("shape", [n_docs, *matrix.shape[1:]])
+        if list(matrix.shape) != expected or matrix.shape[0] != n_docs:
+            problem = f"shape {list(matrix.shape)}, expected {expected}"
         elif "checksum" not in manifest:
-            problem = "no checksum recorded (an older irlens wrote it)"
+            if spot_check is None or not spot_check(matrix):
+                problem = "no checksum recorded (an older irlens wrote it) and rows differ"
+            else:
+                write_json(manifest_path, {**manifest, "shape": list(matrix.shape),
+                                           "dtype": str(matrix.dtype),
+                                           "checksum": checksum(matrix)})
         elif checksum(matrix) != manifest["checksum"]:
             problem = "checksum mismatch (the file changed after it was written)"
     except (OSError, ValueError, EOFError) as err:  # truncated, missing manifest, bad JSON
@@ -94,7 +104,7 @@ def encode_cached(model: BiEncoder, texts: list[str], folder: Path, manifest: di
               file=sys.stderr)
         lock.acquire()
     try:
-        matrix = load_verified(folder, len(texts))
+        matrix = load_verified(folder, len(texts), lambda m: _rows_agree(model, texts, m))
         if matrix is not None:
             return matrix
         _encode_into(model, texts, folder, batch_size, chunk_size, progress, desc)
@@ -108,6 +118,20 @@ def encode_cached(model: BiEncoder, texts: list[str], folder: Path, manifest: di
         return np.load(folder / FINAL, mmap_mode="c")
     finally:
         lock.release()
+
+
+def _rows_agree(model: BiEncoder, texts: list[str], matrix: np.ndarray, n: int = 8) -> bool:
+    """Whether ``n`` evenly spaced rows equal a fresh encoding of their texts: each error
+    must be under 1% of the typical distance between different rows (batch padding moves
+    floats a little; a shifted or foreign row is as far as another document)."""
+    rows = sorted({round(i * (len(texts) - 1) / max(1, n - 1)) for i in range(n)})
+    fresh = model.encode_batch([texts[i] for i in rows], "doc")[0].numpy().astype(np.float64)
+    stored = np.asarray(matrix[rows], dtype=np.float64)
+    errors = np.linalg.norm(fresh - stored, axis=1)
+    apart = np.linalg.norm(fresh[:, None] - fresh[None], axis=-1)[~np.eye(len(rows), dtype=bool)]
+    scale = np.median(apart) if apart.size and np.median(apart) > 0 else \
+        np.linalg.norm(fresh, axis=1).mean()
+    return bool(np.all(errors <= 0.01 * scale + 1e-6))
 
 
 def _encode_into(model: BiEncoder, texts: list[str], folder: Path, batch_size: int,

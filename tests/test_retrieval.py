@@ -143,6 +143,28 @@ def test_a_cache_matrix_with_shifted_rows_is_recomputed(bi, tiny, tmp_path):
     _damage_and_reload(bi, tiny, tmp_path / "cache", shift)
 
 
+@pytest.mark.parametrize("shift", [False, True])
+def test_an_entry_without_checksum_is_spot_checked(bi, tiny, tmp_path, shift):
+    """Entries from an older irlens: kept (and given a checksum) when fresh rows agree."""
+    cache = tmp_path / "cache"
+    first = encode_corpus(bi, tiny, cache_dir=cache, progress=False).clone()
+    (folder,) = (cache / "embeddings").iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in ("shape", "dtype", "checksum"):
+        del manifest[key]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    if shift:
+        np.save(folder / "embeddings.npy", np.roll(first.numpy(), 1, axis=0))
+        with pytest.warns(UserWarning, match=r"no checksum recorded .* rows differ"):
+            again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    else:
+        with _Forwards(bi) as forwards:
+            again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+        assert forwards.count == 1  # one small batch of spot-checked rows, not the corpus
+    torch.testing.assert_close(again, first, atol=1e-6, rtol=0)
+    assert json.loads((folder / "manifest.json").read_text())["checksum"].startswith("blake2b")
+
+
 def _writer(model, data: str, cache, out, barrier) -> None:
     """One run of encode_corpus in a forked process, started with the other one."""
     torch.set_num_threads(1)
