@@ -1,7 +1,10 @@
 """``load_model``: ``default``, a local folder or a Hugging Face id -> a retriever.
 
-Sentence-transformers folders are loaded with sentence-transformers (pooling and
-normalisation come from the folder); ``*ForSequenceClassification`` models become
+Sentence-transformers folders are loaded with sentence-transformers and keep their own
+modules (Pooling in any mode with ``include_prompt``, Dense/LayerNorm/Dropout, Normalize)
+and similarity (cosine, dot, euclidean, manhattan); anything else is refused, never
+silently replaced. Offline (``HF_HUB_OFFLINE=1``), an id missing from the local cache
+fails at once; ``*ForSequenceClassification`` models become
 cross-encoders; other encoders take a pooling choice; DPR-style pairs take a second,
 query-side model.
 """
