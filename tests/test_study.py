@@ -194,3 +194,33 @@ def test_cli_neurons_writes_report_and_errors_in_one_line(tiny_root, beir, tmp_p
     bad = runner.invoke(app, [*args[:-4], "--p", "0", "--device", "cpu"])
     assert bad.exit_code == 2 and "p must be a percentage" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+
+
+def test_a_failure_inside_a_hooked_forward_leaves_no_hook_behind(tiny_root, beir, tmp_path):
+    """The failure happens mid-run, while NIG's hooks are on the model (a module of the
+    last layer raises on its first call), not in argument checks before any hook exists;
+    the study then resumes cleanly."""
+    from irlens.hooks import hook_points
+
+    model = tiny_model(tiny_root, "bert", "cross")
+    points = hook_points(model)
+    before = {name: dict(p.module._forward_hooks) for name, p in points.items()}
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    seen: list[int] = []
+
+    def boom(module, inputs, output):
+        hooked = sum(len(p.module._forward_hooks) for p in points.values())
+        if hooked > 1:  # only in NIG's forwards (the triplet scoring runs unhooked)
+            seen.append(hooked)
+            raise RuntimeError("boom inside the forward")
+
+    handle = points["layer.1.ffn.out"].module.register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="boom inside the forward"):
+            run_study(model, beir, tmp_path / "s", CONFIG, progress=False)
+    finally:
+        handle.remove()
+    assert seen  # NIG's own hooks were in place when it failed
+    assert {name: dict(p.module._forward_hooks) for name, p in points.items()} == before
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == grads
+    assert run_study(model, beir, tmp_path / "s", CONFIG, progress=False).finished

@@ -272,13 +272,25 @@ def train_cross_encoder_command(
 
     Example: irlens train cross-encoder --data ../shared/data/scifact --split train
     """
+    import sys
+    from contextlib import redirect_stdout
+
+    from transformers.utils import logging as hf_logging
+
     from irlens.training import train_cross_encoder
 
-    result = train_cross_encoder(
-        list(data), out, split=split, base=base, negatives=negatives,
-        random_negatives=random_negatives,
-        max_positives=max_positives, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-        max_length=max_length, seed=seed, device=device.value, eval_data=eval_data,
-        eval_split=eval_split, eval_depth=eval_depth, eval_queries=eval_queries)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its coloured load report: the new head is expected
+    typer.echo(f"note: a new classification head is initialised on top of {base}", err=True)
+    try:
+        with redirect_stdout(sys.stderr):  # the trainer prints its loss dicts: keep stdout JSON
+            result = train_cross_encoder(
+                list(data), out, split=split, base=base, negatives=negatives,
+                random_negatives=random_negatives, max_positives=max_positives,
+                epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                max_length=max_length, seed=seed, device=device.value, eval_data=eval_data,
+                eval_split=eval_split, eval_depth=eval_depth, eval_queries=eval_queries)
+    finally:
+        hf_logging.set_verbosity(level)
     echo_json({"model_dir": result.model_dir, "n_pairs": result.n_pairs,
                "seconds": result.seconds, "evaluation": result.evaluation})
