@@ -268,7 +268,7 @@ def test_bm25_pool_ranks_the_cross_encoder_candidates(tiny_root, beir, bi_study)
     assert ((result.rows["nDCG@10"] >= 0) & (result.rows["nDCG@10"] <= 1)).all()
 
 
-def test_bad_input_gives_one_line_errors(tiny_root, beir, bi_study, default_model):
+def test_bad_input_gives_one_line_errors(tiny_root, beir, bi_study):
     model = tiny_model(tiny_root, "bert", "bi", pooling="mean", similarity="dot")
     cases = [
         (PruningConfig(ps=(0.0,)), r"p must be a percentage in \(0, 100\]"),
@@ -281,8 +281,9 @@ def test_bad_input_gives_one_line_errors(tiny_root, beir, bi_study, default_mode
         with pytest.raises(IrlensError, match=message) as info:
             evaluate_pruning(model, beir, bi_study, config, progress=False)
         assert "\n" not in str(info.value)
-    with pytest.raises(IrlensError, match="made for a model with 2 layers"):
-        evaluate_pruning(default_model, beir, bi_study, SMALL, progress=False)
+    distil = tiny_model(tiny_root, "distilbert", "bi")  # same kind and unit counts
+    with pytest.raises(IrlensError, match="does not fit: it was made by model .*bert-bi"):
+        evaluate_pruning(distil, beir, bi_study, SMALL, progress=False)
     with pytest.raises(IrlensError, match="empty selection"):
         with prune(model, _selection({"layer.0.ffn.post": []})):
             pass

@@ -1,6 +1,7 @@
 """Which neurons matter: NIG attribution, relevance-neuron studies, pruning.
 
-Vast et al., "Which Neurons Matter in IR?", ICTIR 2024 (SCIENCE.md, section 3).
+Vast et al., "Which Neurons Matter in IR? Applying Integrated Gradients-based Methods to
+Understand Cross-Encoders", ICTIR 2024.
 
 >>> from irlens.neurons import NeuronIntegratedGradients, run_study, select, prune
 >>> nig = NeuronIntegratedGradients(model, n_steps=20)          # every FFN unit and head
