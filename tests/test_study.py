@@ -194,6 +194,10 @@ def test_cli_neurons_writes_report_and_errors_in_one_line(tiny_root, beir, tmp_p
     bad = runner.invoke(app, [*args[:-4], "--p", "0", "--device", "cpu"])
     assert bad.exit_code == 2 and "p must be a percentage" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+    early = runner.invoke(app, ["neurons", "--model", "/no/such/model", "--data", str(beir),
+                                "--keep", "best"])  # refused before the model loads
+    assert early.exit_code == 2
+    assert early.stderr.strip() == "error: unknown keep 'best'; use ordered, classified, all"
 
 
 def test_a_failure_inside_a_hooked_forward_leaves_no_hook_behind(tiny_root, beir, tmp_path):

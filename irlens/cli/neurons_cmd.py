@@ -74,7 +74,14 @@ def neurons_command(
     """
     from irlens.models import load_model
     from irlens.neurons.report import render_report
-    from irlens.neurons.study import StudyConfig, run_neurons
+    from irlens.neurons.selection import check_options
+    from irlens.neurons.study import KEEP, StudyConfig, run_neurons
+
+    check_options(p, score, "global", kind)  # before the model loads
+    if keep not in KEEP:
+        raise IrlensError(f"unknown keep '{keep}'; use {', '.join(KEEP)}")
+    if triplets < 1 or shard_size < 1 or steps < 1:
+        raise IrlensError("triplets, shard-size and steps must be >= 1")
 
     config = StudyConfig(n_triplets=triplets, seed=seed, split=split,
                          min_relevance=min_relevance, keep=keep, shard_size=shard_size,
