@@ -238,6 +238,16 @@ def test_pruning_matches_zeroed_weights_scored_by_hand(tiny_root, beir, cross_st
     assert got["relevance"] == pytest.approx(ndcg(edited), abs=1e-6)
 
 
+def test_dense_search_depth_follows_the_metrics():
+    """Pruning's dense search was cut at k=100 whatever the metrics asked (R@1000 was
+    computed on 100 documents)."""
+    from irlens.neurons.pruning import _depth_needed
+
+    assert _depth_needed(("nDCG@10", "RR@10")) == 100
+    assert _depth_needed(("nDCG@10", "R@1000")) == 1000
+    assert _depth_needed(("AP",)) == 100
+
+
 def test_summary_excess_drop_and_ci_match_scipy():
     import pandas as pd
     from scipy import stats
