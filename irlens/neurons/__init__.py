@@ -15,7 +15,8 @@ Understand Cross-Encoders", ICTIR 2024.
 - :class:`NeuronIntegratedGradients` -> :class:`NeuronAttribution`: conductance of every
   FFN unit and attention head of every layer, per pair and segment, in one batched pass.
 - :func:`run_study` / :func:`run_neurons`: triplets, filtering, NIG of relevant and
-  non-relevant pairs, means and contrast, saved as Parquet with a manifest (resumable);
+  non-relevant pairs, means and contrast; a resumable study folder (one artefact per
+  shard, :class:`irlens.artifacts.Store`);
   several datasets: fusion, intersection, overlaps.
 - :func:`select`, :func:`random_like`, :func:`intersect`, :func:`fuse`, :func:`overlaps`.
 - :func:`prune` and :func:`evaluate_pruning` -> :class:`PruningResult` (curves over p,

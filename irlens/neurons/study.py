@@ -201,6 +201,9 @@ class Study:
                               "folder written by `irlens neurons`")
         self.folder = folder
         self.manifest = Manifest.read(folder)
+        if self.manifest.kind.startswith("irlens.neurons."):
+            raise IrlensError(f"{folder} was written by an older irlens (no job folders); "
+                              "rerun `irlens neurons` into a new folder")
         if self.manifest.kind not in (KIND, FUSION):
             raise IrlensError(f"{folder} holds a '{self.manifest.kind}', not a neuron study; "
                               "pass a folder written by `irlens neurons`")
