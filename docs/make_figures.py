@@ -58,7 +58,7 @@ def explain_figure(data: Path, out: Path) -> Path:
         finally:
             browser.close()
     image = Image.open(io.BytesIO(png)).convert("RGB")
-    image = image.quantize(colors=128)  # a small file: flat colours, text
+    image = image.quantize(colors=256)  # a small file: flat colours, text
     image.save(out, optimize=True)
     print(f"explain: score {result.score:.4f}, baseline {result.baseline_score:.4f} "
           f"({pct['baseline']:.1f}th percentile; the pair {pct['score']:.1f}th), gap "
