@@ -416,7 +416,7 @@ def test_pruning_dense_search_is_as_deep_as_its_metrics(bi):
     queries = {f"q{j}": " ".join(rng.choices(words, k=3)) for j in range(3)}
     qrels = {q: {f"d{i}": 1 for i in range(40 * j, 40 * j + 40)} for j, q in enumerate(queries)}
     ds = Dataset("synthetic", corpus, queries, qrels)
-    got = _measure(bi, ds, None, PruningConfig(metrics=("R@1000", "AP")), progress=False)
+    got = _measure(bi, ds, None, PruningConfig(metrics=("R@1000", "AP")))
     assert got["R@1000"] == 1.0
     scores = bi.similarity(bi.encode_queries(ds.query_texts()), bi.encode_docs(ds.doc_texts()))
     full = {q: dict(zip(ds.doc_ids, scores[i].tolist(), strict=True))
