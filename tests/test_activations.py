@@ -268,3 +268,18 @@ def test_real_default_model_is_complete_on_nfcorpus(default_model, data_dir):
         gap = out[sub].sum(-1) - (out["score"][:, None] - out["zeroed"][:, s])
         assert np.abs(gap).max() < 0.02 * np.abs(out["score"][:, None]
                                                  - out["zeroed"][:, s]).max()
+
+
+def test_two_tower_pair_attributes_each_side_in_its_own_tower(tiny_root):
+    """The DPR code path (DOC+QUERY) on tiny BERT encoders: query attributions come from
+    the query encoder, passage attributions from the passage encoder."""
+    from irlens.probing import load_encoder
+
+    doc_dir, query_dir = tiny_model_dir(tiny_root, seed=0), tiny_model_dir(tiny_root, seed=1)
+    pair = load_encoder(f"{doc_dir}+{query_dir}")
+    kn = KnowledgeNeurons(pair, n_steps=3, target="norm")
+    for side, encoder in (("query", pair.query_encoder), ("doc", pair.doc_encoder)):
+        out = kn.attribute(QUERIES[:1], side)
+        ref = reference(encoder, pair.tokenizer, QUERIES[0], 1, "keys",
+                        lambda cls: cls.norm(dim=-1), 3)
+        np.testing.assert_allclose(out["keys"][0, 1], ref, atol=1e-5 * np.abs(ref).max())
