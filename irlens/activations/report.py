@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irlens.probing.report import COLOURS, _env, figure_png, png_uri, write_page
+from irlens.probing.report import COLOURS, _env, figure_png, png_uri, short_name, write_page
 
 __all__ = ["activations_section", "plot_counts", "write_activation_page"]
 
@@ -36,7 +36,7 @@ def plot_counts(counts, path: str | Path | None = None) -> bytes:
                                  rows["ci_high"] - rows["active_per_example"]])
                 colour = COLOURS[m % len(COLOURS)]
                 axes[r][2 * s].bar(x, rows["active_per_example"], width, yerr=err,
-                                   color=colour, label=model)
+                                   color=colour, label=short_name(model))
                 axes[r][2 * s + 1].bar(x, rows["units_on_share"], width, color=colour,
                                        label=model)
             axes[r][2 * s].set_title(f"{side}: {sub}, active units / example", fontsize=9)

@@ -15,7 +15,7 @@ from pathlib import Path
 from irlens._io import atomic_path
 
 __all__ = ["figure_png", "page_html", "plot_probes", "png_uri", "probe_section",
-           "write_page", "write_probe_page"]
+           "short_name", "write_page", "write_probe_page"]
 
 COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange")
 
@@ -42,6 +42,11 @@ def _env():
                        autoescape=select_autoescape(["html"]))
 
 
+def short_name(model: str) -> str:
+    """A legend label: the folder name of a local model path, else the spec itself."""
+    return Path(model).name if "/" in model and Path(model).exists() else model
+
+
 def plot_probes(result, path: str | Path | None = None) -> bytes:
     """Accuracy against layer, one panel per (task, pooling): a line and 95% CI band per
     model, its control dotted, the chance line dashed."""
@@ -56,10 +61,11 @@ def plot_probes(result, path: str | Path | None = None) -> bytes:
             rows = summary[(summary["model"] == model) & (summary["task"] == task)
                            & (summary["pooling"] == pooling)].sort_values("layer")
             colour = COLOURS[m % len(COLOURS)]
-            ax.plot(rows["layer"], rows["accuracy"], "o-", c=colour, label=model)
+            ax.plot(rows["layer"], rows["accuracy"], "o-", c=colour, label=short_name(model))
             ax.fill_between(rows["layer"], rows["ci_low"], rows["ci_high"], color=colour,
                             alpha=0.2)
-            ax.plot(rows["layer"], rows["control"], ":", c=colour, label=f"{model} control")
+            ax.plot(rows["layer"], rows["control"], ":", c=colour,
+                    label=f"{short_name(model)} control")
         ax.axhline(result.chance(task), ls="--", c="gray", label="chance")
         ax.set_xticks(range(len(result.layers)))
         ax.set_xticklabels(["emb"] + [str(i) for i in range(len(result.layers) - 1)])
@@ -67,6 +73,7 @@ def plot_probes(result, path: str | Path | None = None) -> bytes:
         ax.set_ylabel("accuracy")
         ax.set_title(f"{task}, {pooling}")
     axes[0].legend(fontsize=7)
+    fig.tight_layout()
     return figure_png(fig, path)
 
 
