@@ -131,11 +131,16 @@ def test_one_forward_reads_every_layer_step_and_example(model):
     calls = []
     handle = model.doc_encoder.register_forward_hook(lambda *a: calls.append(1))
     try:
-        kn = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=10_000)
+        kn = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=10_000, passes="one")
         batched = kn.attribute(DOCS, "doc")
+        assert len(calls) == 1  # 3 examples x 2 sublayers x 2 layers x (5 steps + 1) + 3
+        per_layer = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=10_000,
+                                     passes="per-layer").attribute(DOCS, "doc")
+        assert len(calls) == 1 + 2  # one pass per layer, examples and steps batched
     finally:
         handle.remove()
-    assert len(calls) == 1  # 3 examples x 2 sublayers x 2 layers x (5 steps + 1) + 3 rows
+    for key in ("keys", "values", "score", "zeroed"):
+        np.testing.assert_array_equal(per_layer[key], batched[key])
     alone = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=7).attribute(
         DOCS[:1], "doc")
     for key in ("keys", "values", "score", "zeroed"):  # batch and chunk invariance
