@@ -128,21 +128,22 @@ def test_attributions_are_complete_at_high_step_counts(model):
 
 
 def test_one_forward_reads_every_layer_step_and_example(model):
+    same = ["cats eat mice and fish", "dogs eat meat and bones", "birds eat seeds and worms"]
     calls = []
     handle = model.doc_encoder.register_forward_hook(lambda *a: calls.append(1))
     try:
         kn = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=10_000, passes="one")
-        batched = kn.attribute(DOCS, "doc")
+        batched = kn.attribute(same, "doc")
         assert len(calls) == 1  # 3 examples x 2 sublayers x 2 layers x (5 steps + 1) + 3
         per_layer = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=10_000,
-                                     passes="per-layer").attribute(DOCS, "doc")
+                                     passes="per-layer").attribute(same, "doc")
         assert len(calls) == 1 + 2  # one pass per layer, examples and steps batched
     finally:
         handle.remove()
     for key in ("keys", "values", "score", "zeroed"):
         np.testing.assert_array_equal(per_layer[key], batched[key])
     alone = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=7).attribute(
-        DOCS[:1], "doc")
+        same[:1], "doc")
     for key in ("keys", "values", "score", "zeroed"):  # batch and chunk invariance
         np.testing.assert_allclose(batched[key][:1], alone[key], rtol=1e-5, atol=1e-7)
 

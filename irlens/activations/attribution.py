@@ -220,6 +220,8 @@ class KnowledgeNeurons:
         while start < n:
             rows_cap = self._rows_per_chunk(lengths[order[start]], side)
             group = order[start:start + max(1, rows_cap // per_example)]
+            # similar lengths only: padding is wasted arithmetic (longest first)
+            group = [i for i in group if lengths[i] >= 0.9 * lengths[group[0]]]
             start += len(group)
             self._group(texts, group, side, partners, points, out, score, zeroed, rows_cap)
             bar.update(len(group))
