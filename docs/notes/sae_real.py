@@ -53,6 +53,10 @@ def doc_vectors(model, ds):
     return ids, np.concatenate(vecs), False
 
 
+def queries(name: str) -> torch.Tensor:
+    return torch.from_numpy(np.load(R / f"queries-{name}.npy"))
+
+
 def main() -> None:
     phase = sys.argv[1]
     model = load_model("default")
@@ -62,6 +66,8 @@ def main() -> None:
         for n, ds in sets.items():
             d_ids, d_vecs, full = doc_vectors(model, ds)
             q = model.encode_queries(ds.query_texts(), batch_size=32).numpy()
+            R.mkdir(parents=True, exist_ok=True)
+            np.save(R / f"queries-{n}.npy", q)
             xs += [d_vecs, q]
             ids += [f"{n}/doc/{i}" for i in d_ids] + [f"{n}/query/{i}" for i in ds.query_ids]
             info[n] = {"docs": len(d_ids), "of": len(ds.corpus), "queries": len(q)}
@@ -89,7 +95,8 @@ def main() -> None:
                     continue
                 path = R / "eval" / f"k{k}-{n}"
                 fid = Fidelity.load(path) if (path / "manifest.json").is_file() else \
-                    evaluate_fidelity(model, sae, ds, cache_dir=CACHE, progress=False)
+                    evaluate_fidelity(model, sae, ds, cache_dir=CACHE, progress=False,
+                                      query_vectors=queries(n))
                 fid.save(path)
                 rows.append({"k": k, "dataset": n, **{f"{s} {m}": v for s, ms in
                                                       fid.scores.items() for m, v in ms.items()},
@@ -124,10 +131,11 @@ def main() -> None:
         for n, ds in sets.items():
             if not _embedding_file(model, ds, CACHE).is_file():
                 continue
-            frames.append(prf_steering(model, sae, ds, cache_dir=CACHE).to_frame()
-                          .assign(dataset=n))
+            frames.append(prf_steering(model, sae, ds, cache_dir=CACHE,
+                                       query_vectors=queries(n)).to_frame().assign(dataset=n))
             frames.append(latent_steering(model, sae, ds, latents, (0.0, 0.1, 0.2, 0.4),
-                                          cache_dir=CACHE).to_frame().assign(dataset=n))
+                                          cache_dir=CACHE, query_vectors=queries(n))
+                          .to_frame().assign(dataset=n))
         table = pd.concat(frames, ignore_index=True)
         table.to_csv(R / "steering.csv", index=False)
         print(table.to_string())

@@ -20,6 +20,7 @@ import torch
 
 from irlens.artifacts import Artifact, Manifest, check_compatible, make_manifest
 from irlens.data import Dataset
+from irlens.errors import IrlensError
 from irlens.evaluation import evaluate
 from irlens.retrieval import encode_corpus
 from irlens.sae._vectors import vector_search
@@ -91,16 +92,22 @@ def reconstruction_stats(sae, x: torch.Tensor, chunk: int = 2048
 def evaluate_fidelity(model, sae, dataset: Dataset, *,
                       metrics: Sequence[str] = ("nDCG@10", "R@100"), depth: int = 100,
                       batch_size: int = 64, cache_dir: str | Path | None = None,
+                      query_vectors: torch.Tensor | None = None,
                       progress: bool = True) -> Fidelity:
     """Search ``dataset`` with original and reconstructed vectors and compare.
 
     The SAE must come from ``model``'s vectors (checked by fingerprint when the SAE
-    records one).
+    records one). ``query_vectors`` (the model's, in ``dataset.query_ids`` order) saves
+    encoding the queries again when several SAEs are compared.
     """
     check_compatible(sae.manifest, model=model, what="SAE")
     docs = encode_corpus(model, dataset, batch_size=batch_size, cache_dir=cache_dir,
                          progress=progress)
-    queries = model.encode_queries(dataset.query_texts(), batch_size=batch_size)
+    queries = query_vectors if query_vectors is not None else \
+        model.encode_queries(dataset.query_texts(), batch_size=batch_size)
+    if len(queries) != len(dataset.queries):
+        raise IrlensError(f"{len(queries)} query vectors for {len(dataset.queries)} queries; "
+                          "pass one vector per query of the dataset")
     docs_hat, _, _, fired_d = reconstruction_stats(sae, docs)
     queries_hat, _, _, fired_q = reconstruction_stats(sae, queries)
     both = torch.cat([docs, queries])

@@ -88,20 +88,24 @@ def _relevant_ranks(run, dataset: Dataset, depth: int) -> list[float]:
     return ranks
 
 
-def _inputs(model, sae, dataset: Dataset, batch_size: int, cache_dir):
+def _inputs(model, sae, dataset: Dataset, batch_size: int, cache_dir, queries=None):
     check_compatible(sae.manifest, model=model, what="SAE")
     docs = encode_corpus(model, dataset, batch_size=batch_size, cache_dir=cache_dir,
                          progress=False)
-    queries = model.encode_queries(dataset.query_texts(), batch_size=batch_size)
+    if queries is None:
+        queries = model.encode_queries(dataset.query_texts(), batch_size=batch_size)
+    elif len(queries) != len(dataset.queries):
+        raise IrlensError(f"{len(queries)} query vectors for {len(dataset.queries)} queries; "
+                          "pass one vector per query of the dataset")
     return docs, queries, latent_matrix(sae, docs).tocsc()
 
 
 def latent_steering(model, sae, dataset: Dataset, latents: Sequence[int],
                     deltas: Sequence[float] = (0.0, 0.1, 0.2, 0.4), *,
                     mode: Literal["add", "scale"] = "add", depth: int = 100,
-                    batch_size: int = 64, cache_dir=None) -> Steering:
+                    batch_size: int = 64, cache_dir=None, query_vectors=None) -> Steering:
     """Steer every query of ``dataset`` towards each latent in turn."""
-    docs, queries, z = _inputs(model, sae, dataset, batch_size, cache_dir)
+    docs, queries, z = _inputs(model, sae, dataset, batch_size, cache_dir, query_vectors)
     qids, doc_ids = dataset.query_ids, dataset.doc_ids
     row = {d: i for i, d in enumerate(doc_ids)}
     base = vector_search(model, qids, queries, doc_ids, docs, depth)
@@ -136,11 +140,12 @@ def latent_steering(model, sae, dataset: Dataset, latents: Sequence[int],
 
 def prf_steering(model, sae, dataset: Dataset, *, n_feedback: int = 10, alpha: int = 5,
                  deltas: Sequence[float] = (0.04, 0.08, 0.16, 0.32), seed: int = 0,
-                 depth: int = 100, batch_size: int = 64, cache_dir=None) -> Steering:
+                 depth: int = 100, batch_size: int = 64, cache_dir=None,
+                 query_vectors=None) -> Steering:
     """Kang et al.'s PRF controller vs the unsteered search and random latents."""
     if n_feedback < 1 or alpha < 1:
         raise IrlensError("n_feedback and alpha must be positive")
-    docs, queries, z = _inputs(model, sae, dataset, batch_size, cache_dir)
+    docs, queries, z = _inputs(model, sae, dataset, batch_size, cache_dir, query_vectors)
     z = z.tocsr()
     qids, doc_ids = dataset.query_ids, dataset.doc_ids
     row = {d: i for i, d in enumerate(doc_ids)}
