@@ -231,3 +231,6 @@ def test_fidelity_original_run_matches_dense_search(tiny, tmp_path):
     assert type(fid).load(saved).scores == fid.scores
     with pytest.raises(IrlensError, match="was made by model"):
         evaluate_fidelity(tiny_model(tmp_path / "o", seed=2), sae, data, progress=False)
+    with pytest.raises(IrlensError, match="1 query vectors for 3 queries"):
+        evaluate_fidelity(model, sae, data, cache_dir=tmp_path / "emb", progress=False,
+                          query_vectors=torch.zeros(1, 32))

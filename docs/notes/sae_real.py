@@ -37,7 +37,7 @@ NAMES = ["scifact", "nfcorpus"]
 
 
 def doc_vectors(model, ds):
-    """All vectors if encoded, else those of the documents encoded so far."""
+    """All vectors if encoded, else those of the documents encoded so far (partial chunks)."""
     final = _embedding_file(model, ds, CACHE)
     if final.is_file():
         return ds.doc_ids, np.load(final), True
@@ -57,10 +57,49 @@ def queries(name: str) -> torch.Tensor:
     return torch.from_numpy(np.load(R / f"queries-{name}.npy"))
 
 
+def encoded_subsets(model) -> dict:
+    """Each dataset as is when fully encoded; else its test queries over the documents
+    encoded so far (judged documents not encoded count as relevant but unretrievable, as
+    BEIR counts judged documents missing from a corpus), with their vectors written to the
+    encode_corpus cache under the subset's own fingerprint."""
+    from irlens._io import write_json
+    from irlens.data import Dataset
+
+    out = {}
+    for n in NAMES:
+        ds = load_dataset(DATA / n)
+        ids, vecs, full = doc_vectors(model, ds)
+        if full:
+            out[n] = ds
+            print(n, "all", len(ds.corpus), "documents", flush=True)
+            continue
+        have = dict(zip(ids, vecs, strict=True))
+        keep = [d for d in ds.doc_ids if d in have]
+        sub = Dataset(name=n, corpus={d: ds.corpus[d] for d in keep}, queries=ds.queries,
+                      qrels=ds.qrels, split=ds.split, source=ds.source)
+        path = _embedding_file(model, sub, CACHE)
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.stack([have[d] for d in keep]).astype(np.float32))
+            write_json(path.parent / "manifest.json", {"subset_of": n, "docs": len(keep),
+                                                        "full": len(ds.corpus)})
+        judged = {d for q in ds.qrels.values() for d in q}
+        out[n] = sub
+        print(n, f"{len(keep)} of {len(ds.corpus)} documents; {len(judged - set(keep))} "
+              f"of {len(judged)} judged documents not encoded", flush=True)
+    return out
+
+
 def main() -> None:
+    import pickle
+
     phase = sys.argv[1]
     model = load_model("default")
-    sets = {n: load_dataset(DATA / n) for n in NAMES}
+    if phase == "subsets":
+        R.mkdir(parents=True, exist_ok=True)
+        (R / "sets.pkl").write_bytes(pickle.dumps(encoded_subsets(model)))
+        return
+    sets = pickle.loads((R / "sets.pkl").read_bytes())
     if phase == "cache":
         xs, ids, info = [], [], {}
         for n, ds in sets.items():
