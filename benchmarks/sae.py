@@ -63,6 +63,8 @@ def worker_train(side: str, cache: str, k: int, expansion: int, batch: int, epoc
                 yield x[perm[s:s + batch]]
 
     if side == "irlens":
+        import sparsify  # noqa: F401 - imported outside the clock, as on the other sides
+
         from irlens.sae import SAEConfig, TrainConfig, train_sae
 
         out = tempfile.mkdtemp()
@@ -121,11 +123,14 @@ def worker_cache(side: str, data: str, n_docs: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from irlens.data import load_dataset
+    from irlens.data import Dataset, load_dataset
     from irlens.models import load_model
 
-    ds = load_dataset(data, max_docs=n_docs, max_queries=20)
-    ds = ds.subset(max_docs=n_docs, max_queries=20)
+    full = load_dataset(data)
+    keep = full.doc_ids[:n_docs]  # the first documents and queries, no judged-doc padding
+    qids = full.query_ids[:20]
+    ds = Dataset(name=full.name, corpus={d: full.corpus[d] for d in keep},
+                 queries={q: full.queries[q] for q in qids}, qrels={}, split=full.split)
     model = load_model("default")
     model.encode_docs(ds.doc_texts()[:8])  # warm-up outside the clock
     start = time.perf_counter()

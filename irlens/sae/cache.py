@@ -182,7 +182,10 @@ def cache_activations(
               "sources": [{"name": d.name, "fingerprint": d.fingerprint,
                            "queries": _queries_fingerprint(d)}
                           for d in datasets]}
-    manifest = make_manifest(KIND, config, model=model, hooks=[hook] if hook else [])
+    fingerprint = model.fingerprint  # hashes the weights: compute it once
+    manifest = dataclasses.replace(
+        make_manifest(KIND, config, hooks=[hook] if hook else []),
+        model_id=model.model_id, model_fingerprint=fingerprint)
     store = Store(out, manifest)
     plan: list[tuple[str, Dataset, str, list[str]]] = []
     for data in datasets:
@@ -201,7 +204,8 @@ def cache_activations(
     for key, data, side, ids in todo:
         if hook is None:
             if side == "doc" and data.name not in pooled_docs:
-                pooled_docs[data.name] = _cached_doc_vectors(model, data, embedding_cache)
+                pooled_docs[data.name] = _cached_doc_vectors(model, data, embedding_cache,
+                                                             fingerprint)
             x = _pooled(model, data, side, ids, batch_size, pooled_docs.get(data.name))
             positions = [-1] * len(ids)
             row_ids = list(ids)
@@ -264,18 +268,20 @@ def _queries_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()
 
 
-def _embedding_file(model, data: Dataset, cache_dir: str | Path | None) -> Path:
+def _embedding_file(model, data: Dataset, cache_dir: str | Path | None,
+                    fingerprint: str | None = None) -> Path:
     """Where :func:`irlens.retrieval.encode_corpus` keeps this model's vectors of ``data``
     (same key; a mismatch only means the cache is not reused)."""
-    key = "|".join(str(v) for v in (model.fingerprint, model.dtype, model.max_length,
-                                    data.fingerprint))
+    key = "|".join(str(v) for v in (fingerprint or model.fingerprint, model.dtype,
+                                    model.max_length, data.fingerprint))
     root = Path(cache_dir or os.environ.get("IRLENS_CACHE_DIR") or "~/.cache/irlens")
     return (root.expanduser() / "embeddings" / hashlib.sha1(key.encode()).hexdigest()[:20]
             / "embeddings.npy")
 
 
-def _cached_doc_vectors(model, data: Dataset, cache_dir) -> np.ndarray | None:
-    path = _embedding_file(model, data, cache_dir)
+def _cached_doc_vectors(model, data: Dataset, cache_dir, fingerprint: str
+                        ) -> np.ndarray | None:
+    path = _embedding_file(model, data, cache_dir, fingerprint)
     if not path.is_file():
         return None
     vectors = np.load(path, mmap_mode="r")
