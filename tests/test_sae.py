@@ -234,3 +234,27 @@ def test_fidelity_original_run_matches_dense_search(tiny, tmp_path):
     with pytest.raises(IrlensError, match="1 query vectors for 3 queries"):
         evaluate_fidelity(model, sae, data, cache_dir=tmp_path / "emb", progress=False,
                           query_vectors=torch.zeros(1, 32))
+
+
+def test_rank_kl_is_zero_for_a_perfect_reconstruction_and_matches_scipy():
+    from scipy.special import softmax
+    from scipy.stats import entropy
+
+    from irlens.sae.train import rank_kl_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 6, generator=g)
+    assert float(rank_kl_loss(x, x.clone(), m=4)) == pytest.approx(0.0, abs=1e-6)
+    x_hat = x + 0.3 * torch.randn(12, 6, generator=g)
+    got = float(rank_kl_loss(x, x_hat, m=4, temperature=0.1, rows=5))
+    # reference: numpy loops over the first 5 rows and their 4 nearest other rows
+    xn = (x / x.norm(dim=1, keepdim=True)).numpy()
+    hn = (x_hat / x_hat.norm(dim=1, keepdim=True)).numpy()
+    kls = []
+    for i in range(5):
+        sims = [(float(xn[i] @ xn[j]), j) for j in range(12) if j != i]
+        top = sorted(sims, reverse=True)[:4]
+        p = softmax(np.array([s for s, _ in top]) / 0.1)
+        q = softmax(np.array([float(hn[i] @ hn[j]) for _, j in top]) / 0.1)
+        kls.append(entropy(p, q))
+    assert got == pytest.approx(float(np.mean(kls)), rel=1e-4)
