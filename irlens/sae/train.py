@@ -186,7 +186,7 @@ def train_sae(acts: Activations, out: str | Path, sae_config: SAEConfig | None =
             state["last"] = {**parts, "dead": float(dead.float().mean())}
             bar.update(1)
             bar.set_postfix(fvu=f"{parts['fvu']:.3f}", dead=f"{state['last']['dead']:.1%}")
-            if state["step"] % tcfg.checkpoint_every == 0 or state["step"] == total:
+            if state["step"] % tcfg.checkpoint_every == 0 and state["step"] < total:
                 with atomic_path(ckpt) as tmp:
                     torch.save({"sae": sae.state_dict(), "optim": optim.state_dict(),
                                 "state": state}, tmp)
