@@ -7,4 +7,5 @@ from irlens.cli import (
     hooks_cmd,  # noqa: F401
     neurons_cmd,  # noqa: F401
     probe_cmd,  # noqa: F401
+    sae_cmd,  # noqa: F401
 )
