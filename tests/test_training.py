@@ -300,3 +300,27 @@ def test_cli_train_bad_input_is_one_line(tmp_path, tiny_root):
     result = CliRunner().invoke(app, ["train", "cross-encoder", "--data", str(data),
                                       "--split", "dev", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "has no 'dev' split" in result.stderr
+
+
+def test_sentence_transformers_base_keeps_its_pooling_in_one_or_two_towers(
+        tiny_root, beir_train, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import (
+        Normalize,
+        Pooling,
+        Transformer,
+    )
+
+    body = Transformer(str(tiny_model_dir(tiny_root, "bert", "bi")))
+    st_base = tmp_path / "st"
+    SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean"),
+                                 Normalize()], device="cpu").save(str(st_base))
+    for two in (False, True):
+        out = tmp_path / f"out-{two}"
+        train_bi_encoder(str(st_base), beir_train, out, two_towers=two, batch_size=4,
+                         max_seq_length=32, device="cpu", eval_split=None, progress=False)
+        model = load_model(str(out), device="cpu")
+        assert (model.pooling, model.normalize, model.similarity_name) == \
+            ("mean", True, "cosine")
+        assert len(model.encoders()) == (2 if two else 1)
+        assert (out / "modules.json").is_file() != two

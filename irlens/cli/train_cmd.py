@@ -56,6 +56,10 @@ def train_bi_encoder_command(
     eval_split: str = typer.Option("test", help="Held-out split evaluated before and after "
                                    "('none' to skip)."),
     eval_max_queries: int = typer.Option(None, help="Evaluate on the first N queries only."),
+    eval_max_docs: int = typer.Option(None, help="Evaluate on their judged documents plus "
+                                      "distractors up to N documents."),
+    eval_max_length: int = typer.Option(None, help="Document token limit when evaluating "
+                                        "[default: the base's]."),
     seed: int = typer.Option(0, help="Seed for data and training."),
     save_steps: int = typer.Option(50, help="Checkpoint every N steps."),
     device: Device = typer.Option(Device.auto, help="Where training runs."),
@@ -73,7 +77,8 @@ def train_bi_encoder_command(
         epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,
         learning_rate=lr, max_seq_length=max_seq_length, seed=seed, device=device.value,
         save_steps=save_steps, eval_split=None if eval_split == "none" else eval_split,
-        eval_max_queries=eval_max_queries)
+        eval_max_queries=eval_max_queries, eval_max_docs=eval_max_docs,
+        eval_max_length=eval_max_length)
     echo_json(_summary(result))
 
 

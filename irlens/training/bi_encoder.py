@@ -177,13 +177,17 @@ def train_bi_encoder(
     save_steps: int = 50,
     eval_split: str | None = "test",
     eval_max_queries: int | None = None,
+    eval_max_docs: int | None = None,
+    eval_max_length: int | None = None,
     eval_k: int = 100,
     progress: bool = True,
 ) -> TrainingResult:
     """Train ``base`` on ``data``'s ``split``, save to ``out_dir``, evaluate before/after.
 
     ``two_towers=None`` keeps the base's towers (two for a two-tower folder, else one);
-    ``False`` on a two-tower base is refused. See the module docstring.
+    ``False`` on a two-tower base is refused. ``eval_max_queries``/``eval_max_docs`` evaluate
+    on :meth:`irlens.data.Dataset.subset` and ``eval_max_length`` cuts documents there (both
+    before and after), for a quick check on a slow machine. See the module docstring.
     """
     if pooling not in (None, "cls", "mean"):
         raise IrlensError(f"unknown pooling '{pooling}'; use cls or mean")
@@ -230,7 +234,8 @@ def train_bi_encoder(
               "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": 0.1,
               "loss": "CachedMultipleNegativesRankingLoss" if mini_batch_size
               else "MultipleNegativesRankingLoss", "eval_split": eval_split,
-              "eval_max_queries": eval_max_queries, "eval_k": eval_k}
+              "eval_max_queries": eval_max_queries, "eval_max_docs": eval_max_docs,
+              "eval_max_length": eval_max_length, "eval_k": eval_k}
     train_set = load_dataset(data, split=split)
     rows = bm25_hard_negatives(train_set, hard_negatives, bm25_depth, max_queries, seed)
     if not rows:
@@ -247,10 +252,12 @@ def train_bi_encoder(
     eval_set = None
     model, similarity, limit = _towers(base_path, two, pooling, max_seq_length)
     if eval_split is not None:
-        eval_set = load_dataset(data, split=eval_split, max_queries=eval_max_queries)
+        eval_set = load_dataset(data, split=eval_split, max_queries=eval_max_queries,
+                                max_docs=eval_max_docs)
         evaluation = {"dataset": eval_set.name, "split": eval_split, "k": eval_k,
-                      "n_queries": len(eval_set.queries), "max_length": limit}
-        before = _as_retriever(model, two, similarity, limit, base, dev)
+                      "n_queries": len(eval_set.queries), "n_docs": len(eval_set.corpus),
+                      "max_length": eval_max_length or limit}
+        before = _as_retriever(model, two, similarity, eval_max_length or limit, base, dev)
         evaluation["before"] = retrieval_evaluation(before, eval_set, eval_k, progress)
         del before
     model.to(dev)
@@ -276,7 +283,7 @@ def train_bi_encoder(
     with atomic_dir(out) as tmp:
         _save(model, tmp, two, similarity, limit)
     shutil.rmtree(ckpt, ignore_errors=True)
-    trained = load_model(str(out), device=device)
+    trained = load_model(str(out), device=device, max_length=eval_max_length)
     if eval_set is not None:
         evaluation["after"] = retrieval_evaluation(trained, eval_set, eval_k, progress)
     result = TrainingResult(make_manifest("training", params, model=trained, data=train_set),
