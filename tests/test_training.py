@@ -324,3 +324,35 @@ def test_sentence_transformers_base_keeps_its_pooling_in_one_or_two_towers(
             ("mean", True, "cosine")
         assert len(model.encoders()) == (2 if two else 1)
         assert (out / "modules.json").is_file() != two
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_root, beir_train, tmp_path,
+                                                        monkeypatch):
+    from sentence_transformers import SentenceTransformerTrainer
+
+    base = str(tiny_model_dir(tiny_root, "bert", "bi"))
+    steps = []
+    real_step = SentenceTransformerTrainer.training_step
+
+    def counting(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "training_step", counting)
+    real_save = bi_module._save
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bi_module, "_save", crash)
+    kwargs = dict(batch_size=4, epochs=2, max_seq_length=32, device="cpu", eval_split=None,
+                  progress=False, save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_bi_encoder(base, beir_train, tmp_path / "bi", **kwargs)
+    assert steps == list(range(8)) and not (tmp_path / "bi").exists()
+    assert (tmp_path / ".bi.ckpt" / "checkpoint-8").is_dir()
+    monkeypatch.setattr(bi_module, "_save", real_save)
+    train_bi_encoder(base, beir_train, tmp_path / "bi", **kwargs)
+    assert steps == list(range(8))  # nothing retrained: resumed after the last step
+    assert isinstance(load_model(str(tmp_path / "bi"), device="cpu"), BiEncoder)
+    assert not (tmp_path / ".bi.ckpt").exists()
