@@ -302,6 +302,22 @@ def test_cli_train_bad_input_is_one_line(tmp_path, tiny_root):
     assert result.exit_code == 2 and "has no 'dev' split" in result.stderr
 
 
+def test_cli_train_prints_only_json_on_stdout(tmp_path, tiny_root):
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+
+    base = str(tiny_model_dir(tiny_root, "bert", "bi"))
+    data = write_train_beir(tmp_path / "d")
+    result = CliRunner().invoke(app, ["train", "bi-encoder", "--base", base, "--data",
+                                      str(data), "--out", str(tmp_path / "o"), "--batch-size",
+                                      "4", "--max-seq-length", "32", "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)  # the trainer's log lines went to stderr
+    assert set(payload["evaluation"]) >= {"before", "after"} and "loss" in result.stderr
+    assert payload["model_dir"] == str(tmp_path / "o")
+
+
 def test_sentence_transformers_base_keeps_its_pooling_in_one_or_two_towers(
         tiny_root, beir_train, tmp_path):
     from sentence_transformers import SentenceTransformer

@@ -60,9 +60,15 @@ def checkpoint_dir(out: Path, config: dict[str, Any]) -> Path:
 
 
 def run_trainer(trainer: Any, ckpt: Path) -> list[float]:
-    """Train, resuming from the last checkpoint in ``ckpt``; return the logged losses."""
+    """Train, resuming from the last checkpoint in ``ckpt``; return the logged losses.
+
+    The trainer prints its log lines; they go to stderr, so stdout stays data only."""
+    import contextlib
+    import sys
+
     from transformers.trainer_utils import get_last_checkpoint
 
     last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.train(resume_from_checkpoint=last)
     return [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
