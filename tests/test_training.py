@@ -316,6 +316,7 @@ def test_cli_train_prints_only_json_on_stdout(tmp_path, tiny_root):
     payload = json.loads(result.stdout)  # the trainer's log lines went to stderr
     assert set(payload["evaluation"]) >= {"before", "after"} and "loss" in result.stderr
     assert payload["model_dir"] == str(tmp_path / "o")
+    assert "\x1b[" not in result.stderr  # no coloured load report, no nested bars
 
 
 def test_sentence_transformers_base_keeps_its_pooling_in_one_or_two_towers(
@@ -372,3 +373,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_root, beir_train, t
     assert steps == list(range(8))  # nothing retrained: resumed after the last step
     assert isinstance(load_model(str(tmp_path / "bi"), device="cpu"), BiEncoder)
     assert not (tmp_path / ".bi.ckpt").exists()
+
+
+def test_bce_groups_may_be_smaller_margin_mse_groups_may_not(triples):
+    loose = training_groups(triples, negatives=3, exact=False)
+    assert [len(g.negatives) for g in loose] == [1, 1, 1, 1]
+    with pytest.raises(IrlensError, match="has 3 negatives"):
+        training_groups(triples, negatives=3)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from enum import Enum
 from pathlib import Path
 
@@ -19,6 +20,23 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """transformers' coloured load report (a new head is expected) and its nested
+    checkpoint-writing bars (cursor-moving escape codes) stay off stderr."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _summary(result) -> dict:
@@ -71,14 +89,15 @@ def train_bi_encoder_command(
     """
     from irlens.training import train_bi_encoder
 
-    result = train_bi_encoder(
-        base, data, out, split=split, two_towers=two_towers, pooling=pooling,
-        hard_negatives=hard_negatives, bm25_depth=bm25_depth, max_queries=max_queries,
-        epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,
-        learning_rate=lr, max_seq_length=max_seq_length, seed=seed, device=device.value,
-        save_steps=save_steps, eval_split=None if eval_split == "none" else eval_split,
-        eval_max_queries=eval_max_queries, eval_max_docs=eval_max_docs,
-        eval_max_length=eval_max_length)
+    with _quiet_loading():
+        result = train_bi_encoder(
+            base, data, out, split=split, two_towers=two_towers, pooling=pooling,
+            hard_negatives=hard_negatives, bm25_depth=bm25_depth, max_queries=max_queries,
+            epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,
+            learning_rate=lr, max_seq_length=max_seq_length, seed=seed, device=device.value,
+            save_steps=save_steps, eval_split=None if eval_split == "none" else eval_split,
+            eval_max_queries=eval_max_queries, eval_max_docs=eval_max_docs,
+            eval_max_length=eval_max_length)
     echo_json(_summary(result))
 
 
@@ -121,11 +140,14 @@ def train_cross_encoder_command(
     """
     from irlens.training import train_cross_encoder
 
-    result = train_cross_encoder(
-        list(data), out, split=split, base=base, negatives=negatives, max_queries=max_queries,
-        negative_pool=negative_pool, pool_depth=pool_depth, teacher=teacher,
-        teacher_scale=teacher_scale, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-        max_length=max_length, seed=seed, save_steps=save_steps, device=device.value,
-        eval_data=eval_data, eval_split=eval_split, eval_depth=eval_depth,
-        eval_queries=eval_queries)
+    typer.echo(f"note: a new classification head is initialised on top of {base}", err=True)
+    with _quiet_loading():
+        result = train_cross_encoder(
+            list(data), out, split=split, base=base, negatives=negatives,
+            max_queries=max_queries,
+            negative_pool=negative_pool, pool_depth=pool_depth, teacher=teacher,
+            teacher_scale=teacher_scale, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+            max_length=max_length, seed=seed, save_steps=save_steps, device=device.value,
+            eval_data=eval_data, eval_split=eval_split, eval_depth=eval_depth,
+            eval_queries=eval_queries)
     echo_json(_summary(result))

@@ -17,7 +17,7 @@ def require_training() -> Any:
         import datasets
     except ImportError as err:
         raise IrlensError("training needs datasets and accelerate: pip install "
-                          f"'sentence-transformers[train]' ({err})") from None
+                          f"'irlens[train]' ({err})") from None
     return datasets
 
 

@@ -182,8 +182,9 @@ def pool_negatives(queries: Mapping[str, str], pool: str | Path, depth: int = 30
 def training_groups(data: str | Path, split: str = "train", negatives: int = 3, *,
                     bm25_depth: int = 100, max_queries: int | None = None, seed: int = 0,
                     min_relevance: int = 1, negative_pool: str | Path | None = None,
-                    pool_depth: int = 30) -> list[Group]:
-    """One :class:`Group` per training query with exactly ``negatives`` negatives.
+                    pool_depth: int = 30, exact: bool = True) -> list[Group]:
+    """One :class:`Group` per training query with ``negatives`` negatives (``exact=False``:
+    up to ``negatives``, at least one; binary cross-entropy needs no fixed group size).
 
     BEIR folder: a random relevant document per query, negatives from its BM25 top
     ``bm25_depth`` minus every document judged >= ``min_relevance`` for it. Triples TSV:
@@ -229,10 +230,11 @@ def training_groups(data: str | Path, split: str = "train", negatives: int = 3, 
             extra = [d for d in mined[q] if d != pos and d not in negs]
             rng.shuffle(extra)
             negs[:] = negs[:1] + extra + negs[1:] if path.is_file() else negs + extra
+    need = negatives if exact else 1
     groups = [Group(q, found[q][0], found[q][1][:negatives]) for q in queries
-              if len(found[q][1]) >= negatives]
+              if len(found[q][1]) >= need]
     if not groups:
-        raise IrlensError(f"no query of {path} has {negatives} negatives; lower negatives "
+        raise IrlensError(f"no query of {path} has {need} negatives; lower negatives "
                           "or pass --negative-pool")
     return groups
 
@@ -321,7 +323,8 @@ def train_cross_encoder(
     groups: list[Group] = []
     for src in sources:
         groups += training_groups(src, split, negatives, max_queries=max_queries, seed=seed,
-                                  negative_pool=negative_pool, pool_depth=pool_depth)
+                                  negative_pool=negative_pool, pool_depth=pool_depth,
+                                  exact=bool(teacher))
     random.Random(seed).shuffle(groups)
     dev = str(_pick_device(device))
     if teacher:
