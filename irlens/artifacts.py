@@ -309,7 +309,13 @@ class atomic_dir:  # noqa: N801 - used like a function: ``with atomic_dir(path) 
         if self.path.exists():
             old = self.path.with_name(f".{self.path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
+        try:
+            os.replace(self.tmp, self.path)
+        except BaseException:  # the new folder could not be published: put the old back
+            if old is not None:
+                os.replace(old, self.path)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 

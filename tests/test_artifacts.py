@@ -77,3 +77,22 @@ def test_resume_runs_only_missing_jobs_and_refuses_changed_config(tmp_path):
     np.testing.assert_array_equal(again["a"].values, first["a"].values)
     with pytest.raises(IrlensError, match="config differs in n"):
         Store(tmp_path / "study", make_manifest("study", {"n": 3}))
+
+
+def test_atomic_dir_puts_the_old_folder_back_when_publishing_fails(tmp_path, monkeypatch):
+    import os
+
+    _scores(1).save(tmp_path / "a")
+    real = os.replace
+
+    def crash_on_publish(src, dst):
+        if ".tmp-" in os.fspath(src) and os.fspath(dst) == os.fspath(tmp_path / "a"):
+            raise OSError("simulated crash while publishing")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_publish)
+    with pytest.raises(OSError, match="simulated crash"):
+        _scores(2).save(tmp_path / "a")
+    monkeypatch.undo()
+    assert Scores.load(tmp_path / "a").manifest.config == {"seed": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]
