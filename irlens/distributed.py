@@ -1,0 +1,159 @@
+"""Scale-out with Ray: study jobs on a pool of Ray actors, one model per actor.
+
+``connect("auto")`` joins the Ray cluster this machine belongs to (``RAY_ADDRESS``, or
+one started with ``ray start --head``), else starts a local one; ``connect("HOST:PORT")``
+joins that cluster and fails within seconds when it cannot be reached.
+:class:`WorkerPool` starts one actor per worker (one CPU, or one GPU where the cluster
+has them), each loading the study's model once; jobs (corpus-encoding chunks, attributed
+pair groups, NIG triplet shards, pruning evaluations) are sent to the actors and their
+results come back to the driver, which alone writes them (:mod:`irlens.study.runner`).
+A worker killed mid-job is restarted by Ray and the job retried (``max_restarts``,
+``max_task_retries``), so no result is lost or written twice.
+
+Ray is optional: ``pip install irlens[ray]``; nothing here imports it until called.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from irlens.errors import IrlensError
+
+__all__ = ["WorkerPool", "connect", "require_ray"]
+
+RETRIES = 3
+
+
+def require_ray():
+    """The ``ray`` module, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise IrlensError("--ray needs Ray: pip install irlens[ray]") from None
+    return ray
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """Raise a one-line error unless a TCP connection to ``address`` opens in time."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise IrlensError(f"--ray '{address}' is not 'auto' or HOST:PORT (e.g. "
+                          "10.0.0.5:6379 or ray://10.0.0.5:10001)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise IrlensError(f"cannot reach a Ray cluster at {address} ({reason}); start one "
+                          "there with `ray start --head`, or use --ray auto") from None
+
+
+def connect(address: str = "auto", *, timeout: float = 5.0, num_cpus: int | None = None
+            ) -> dict[str, float]:
+    """Join (or start) a Ray cluster; returns its resources (CPU, GPU counts)."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        options: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
+        if address == "auto":
+            target = os.environ.get("RAY_ADDRESS")
+            if target:
+                _reachable(target, timeout)
+                ray.init(address=target, **options)
+            else:
+                try:
+                    ray.init(address="auto", **options)
+                except (ConnectionError, RuntimeError):
+                    ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+        else:
+            _reachable(address, timeout)
+            ray.init(address=address, **options)
+    return dict(ray.cluster_resources())
+
+
+_ACTOR = None
+
+
+def _actor_class():
+    """The Ray actor class (made once, on first use)."""
+    global _ACTOR
+    if _ACTOR is None:
+        ray = require_ray()
+
+        @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
+        class StudyWorker:
+            """Holds one study context (model loaded once); runs jobs sent to it."""
+
+            def __init__(self, spec, threads: int):
+                import torch
+
+                from irlens.study.jobs import Context
+
+                torch.set_num_threads(threads)
+                self.ctx = Context(spec)
+
+            def pid(self) -> int:
+                return os.getpid()
+
+            def run(self, job):
+                from irlens.study.sections import SECTIONS
+
+                want = job.inputs.get("model")
+                if want is not None and want != self.ctx.fingerprint:
+                    raise IrlensError(f"the worker's model ({self.ctx.fingerprint}) is not "
+                                      f"the driver's ({want}); install the same model on "
+                                      "every node")
+                return SECTIONS[job.section].run(self.ctx, job)
+
+        _ACTOR = StudyWorker
+    return _ACTOR
+
+
+class WorkerPool:
+    """``workers`` Ray actors for ``spec`` (default: one per CPU, or per GPU when the
+    study runs on GPUs); :meth:`run` yields ``(job, result)`` as each finishes."""
+
+    def __init__(self, spec, workers: int | None = None, threads: int = 1):
+        ray = require_ray()
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0)) if spec.device in ("auto", "cuda") else 0
+        if workers is None:
+            workers = gpus or max(1, int(resources.get("CPU", 1)) // threads)
+        if workers < 1:
+            raise IrlensError(f"workers must be >= 1, got {workers}")
+        actor = _actor_class().options(num_cpus=threads, num_gpus=1 if gpus else 0)
+        self.actors = [actor.remote(spec, threads) for _ in range(workers)]
+        self.pids = ray.get([a.pid.remote() for a in self.actors])
+
+    def run(self, jobs: list) -> Iterator[tuple[Any, Any]]:
+        ray = require_ray()
+        queue = list(jobs)
+        running: dict[Any, tuple[Any, Any]] = {}
+        idle = list(self.actors)
+        while queue or running:
+            while queue and idle:
+                actor, job = idle.pop(0), queue.pop(0)
+                running[actor.run.remote(job)] = (job, actor)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            job, actor = running.pop(ready[0])
+            idle.append(actor)
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:
+                cause = err.as_instanceof_cause()
+                if isinstance(cause, IrlensError):
+                    raise IrlensError(str(cause).splitlines()[-1]) from None
+                raise
+            except ray.exceptions.RayActorError as err:
+                raise IrlensError(f"job {job.key} failed {RETRIES + 1} times on Ray workers "
+                                  f"({type(err).__name__}); rerun to resume") from None
+            yield job, result
+
+    def close(self) -> None:
+        ray = require_ray()
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
