@@ -98,6 +98,12 @@ def _actor_class():
             def pid(self) -> int:
                 return os.getpid()
 
+            def peak_rss(self) -> int:
+                """Peak resident memory of this worker, in bytes (Linux)."""
+                import resource
+
+                return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
             def run(self, job):
                 from irlens.study.sections import SECTIONS
 

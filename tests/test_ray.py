@@ -1,0 +1,114 @@
+"""Ray: a study on a local Ray cluster equals the single-process run, resumes across the
+two, and survives a worker killed mid-run. One Ray session (``num_cpus=2``) for the file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from study_helpers import write_study
+
+from irlens.study import StudyResult, run_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ray = pytest.importorskip("ray", reason="pip install irlens[ray]")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """The single-process run of the tiny study (the reference)."""
+    root = tmp_path_factory.mktemp("local")
+    path = write_study(root, group=1, steps=4)
+    run = run_study(path, root / "out", progress=False, report=False)
+    return path, root / "out", run
+
+
+def _assert_same(a_dir, b_dir, keys):
+    for key in keys:
+        a, b = StudyResult.load(a_dir / key), StudyResult.load(b_dir / key)
+        for name in StudyResult.array_fields:
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None) == (y is None), (key, name)
+            if x is not None:
+                np.testing.assert_allclose(x, y, rtol=0, atol=1e-6, err_msg=f"{key} {name}")
+        for name, value in a.values.get("aggregate", {}).items():
+            assert b.values["aggregate"][name] == pytest.approx(value, abs=1e-6), key
+        assert len(a.rows) == len(b.rows), key
+        for ra, rb in zip(a.rows, b.rows, strict=True):
+            for col, v in ra.items():
+                if col == "seconds":  # wall time, not a result
+                    continue
+                if isinstance(v, float):
+                    assert rb[col] == pytest.approx(v, abs=1e-6, nan_ok=True), (key, col)
+                else:
+                    assert rb[col] == v, (key, col)
+
+
+def test_ray_equals_single_process_and_resumes_either_way(cluster, local, tmp_path):
+    path, local_out, reference = local
+    out = tmp_path / "ray"
+    run = run_study(path, out, ray="auto", workers=2, progress=False, report=False)
+    assert sorted(run.jobs) == sorted(reference.jobs)
+    assert len(run.computed) == len(set(run.computed)) == len(run.jobs)
+    _assert_same(local_out / "jobs", out / "jobs", run.jobs)
+    # a Ray run finishes a single-process one ...
+    half = tmp_path / "half"
+    shutil.copytree(local_out, half)
+    dropped = sorted(run.jobs)[::2]
+    for key in dropped:
+        shutil.rmtree(half / "jobs" / key)
+    resumed = run_study(path, half, ray="auto", workers=2, progress=False, report=False)
+    assert sorted(resumed.computed) == dropped
+    # ... and a single-process run finishes a Ray one
+    for key in dropped:
+        shutil.rmtree(out / "jobs" / key)
+    again = run_study(path, out, progress=False, report=False)
+    assert sorted(again.computed) == dropped
+    _assert_same(local_out / "jobs", out / "jobs", run.jobs)
+
+
+def test_a_worker_killed_mid_run_has_its_job_retried(cluster, local, tmp_path):
+    import psutil
+
+    path, local_out, reference = local
+    out = tmp_path / "killed"
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            jobs = out / "jobs"
+            started = jobs.is_dir() and any(p.name.startswith("faithfulness")
+                                            for p in jobs.iterdir())
+            workers = [p for p in psutil.process_iter(["pid", "cmdline"])
+                       if any("StudyWorker" in part for part in (p.info["cmdline"] or []))]
+            busy = [p for p in workers if "StudyWorker.run" in " ".join(p.info["cmdline"])]
+            if started and busy:
+                os.kill(busy[0].pid, signal.SIGKILL)
+                killed.append(busy[0].pid)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_a_worker, daemon=True)
+    thread.start()
+    run = run_study(path, out, ray="auto", workers=2, progress=False, report=False)
+    thread.join(timeout=5)
+    assert killed, "no worker was killed"
+    assert not psutil.pid_exists(killed[0]) or \
+        psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
+    assert sorted(run.jobs) == sorted(reference.jobs)
+    assert sorted(run.computed) == sorted(set(run.computed)) == sorted(run.jobs)  # once each
+    assert not [p for p in (out / "jobs").iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    _assert_same(local_out / "jobs", out / "jobs", run.jobs)
