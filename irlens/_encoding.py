@@ -44,6 +44,16 @@ def encode_in_chunks(
     bar = tqdm(total=len(order), desc=desc, unit="doc", disable=not progress)
     bar.update(len(order) - sum(len(order[s : s + chunk_size]) for s in todo))
     truncated = _Truncations()
+    from irlens.distributed import chunk_encoder  # set by irlens.distributed.scale_out
+
+    remote = chunk_encoder()
+    if remote is not None:  # Ray workers encode the chunks; this process saves them
+        chunks = [(s, [texts[i] for i in order[s : s + chunk_size]]) for s in todo]
+        for start, vectors in remote(model, chunks, batch_size):
+            with atomic_path(parts / f"{start:09d}.npy") as tmp, tmp.open("wb") as fh:
+                np.save(fh, vectors)
+            bar.update(len(vectors))
+        todo = []
     for start in todo:
         idx = order[start : start + chunk_size]
         batches = []

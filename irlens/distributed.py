@@ -15,14 +15,16 @@ Ray is optional: ``pip install irlens[ray]``; nothing here imports it until call
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from irlens.errors import IrlensError
 
-__all__ = ["WorkerPool", "connect", "require_ray"]
+__all__ = ["WorkerPool", "chunk_encoder", "connect", "require_ray", "scale_out"]
 
 RETRIES = 3
 
@@ -163,3 +165,65 @@ class WorkerPool:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []
+
+
+# -- corpus encoding for the plain commands (``irlens evaluate --ray``) -------------------
+_CHUNKS: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
+    "irlens_chunk_encoder", default=None)
+
+
+def chunk_encoder() -> Callable | None:
+    """The chunk encoder in force (inside :func:`scale_out`), else None: the corpus
+    encoder (:mod:`irlens._encoding`) then encodes in this process."""
+    return _CHUNKS.get()
+
+
+@contextlib.contextmanager
+def scale_out(address: str, model_name: str, *, workers: int | None = None,
+              **load: Any) -> Iterator[None]:
+    """While the block runs, corpus-encoding chunks go to Ray actors, each holding
+    ``load_model(model_name, **load)`` (checked against the driver's fingerprint)."""
+    ray = require_ray()
+    resources = connect(address)
+    gpus = int(resources.get("GPU", 0)) if load.get("device", "auto") in ("auto", "cuda") \
+        else 0
+    workers = workers or gpus or max(1, int(resources.get("CPU", 1)))
+
+    @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
+    class Encoder:
+        def __init__(self):
+            import torch
+
+            from irlens.models import load_model
+
+            torch.set_num_threads(1)
+            self.model = load_model(model_name, **load)
+            self.fingerprint = self.model.fingerprint
+
+        def encode(self, fingerprint: str, texts: list[str], batch_size: int):
+            if fingerprint != self.fingerprint:
+                raise IrlensError(f"the worker's model ({self.fingerprint}) is not the "
+                                  f"driver's ({fingerprint}); install the same model on "
+                                  "every node")
+            return self.model.encode_docs(texts, batch_size=batch_size).numpy()
+
+    actors = [Encoder.options(num_cpus=1, num_gpus=1 if gpus else 0).remote()
+              for _ in range(workers)]
+
+    def encode(model, chunks: list[tuple[int, list[str]]], batch_size: int
+               ) -> Iterator[tuple[int, Any]]:
+        """Yield (start, vectors) for each (start, texts) chunk as it finishes."""
+        pending = {actors[i % len(actors)].encode.remote(model.fingerprint, texts,
+                                                         batch_size): start
+                   for i, (start, texts) in enumerate(chunks)}
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(ready), ray.get(ready)
+
+    token = _CHUNKS.set(encode)
+    try:
+        yield
+    finally:
+        _CHUNKS.reset(token)
+        for actor in actors:
+            ray.kill(actor, no_restart=True)

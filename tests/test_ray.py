@@ -112,3 +112,26 @@ def test_a_worker_killed_mid_run_has_its_job_retried(cluster, local, tmp_path):
     assert sorted(run.computed) == sorted(set(run.computed)) == sorted(run.jobs)  # once each
     assert not [p for p in (out / "jobs").iterdir() if ".tmp-" in p.name or ".old-" in p.name]
     _assert_same(local_out / "jobs", out / "jobs", run.jobs)
+
+
+def test_evaluate_with_ray_encodes_on_workers_and_matches(cluster, local, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+    from irlens.study import load_spec
+
+    spec = load_spec(local[0])
+    common = ["evaluate", "--model", spec.model, "--data", spec.datasets["tiny"].path,
+              "--device", "cpu", "--metrics", "nDCG@10,RR@10"]
+    plain = CliRunner().invoke(app, [*common, "--cache-dir", str(tmp_path / "a")])
+    scaled = CliRunner().invoke(app, [*common, "--cache-dir", str(tmp_path / "b"),
+                                      "--ray", "auto", "--workers", "2"])
+    assert plain.exit_code == 0 and scaled.exit_code == 0, scaled.output
+    a, b = json.loads(plain.stdout), json.loads(scaled.stdout)
+    for name, value in a["aggregate"].items():
+        assert b["aggregate"][name] == pytest.approx(value, abs=1e-6)
+    [x] = list((tmp_path / "a").rglob("embeddings.npy"))
+    [y] = list((tmp_path / "b").rglob("embeddings.npy"))
+    np.testing.assert_allclose(np.load(x), np.load(y), rtol=0, atol=1e-6)

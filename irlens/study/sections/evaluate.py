@@ -140,9 +140,9 @@ class EvaluateSection(Section):
         ax.set_xticks(x, [s[0] for s in summary])
         ax.set_ylabel(f"{metrics[0]} (95% CI)")
         ax.legend()
-        parts = [f"{d}: {m['mean']:.3f} vs BM25 {b['mean']:.3f}" for d, m, b in summary]
-        finding = (f"{ctx.spec.model} reaches {metrics[0]} " + "; ".join(parts)
-                   + " (95% CI over queries in the table).")
+        parts = [f"{m['mean']:.3f} on {d} (BM25: {b['mean']:.3f})" for d, m, b in summary]
+        finding = (f"Model {ctx.spec.model} reaches {metrics[0]} " + "; ".join(parts)
+                   + "; 95% CIs over queries are in the table.")
         return SectionReport(self.title, finding, ["dataset", "system", *metrics], rows,
                              "BM25 (Lucene, k1=0.9, b=0.4) on the same queries and corpus.",
                              [(f"{metrics[0]} per dataset, model vs BM25", figure_png(fig))])
