@@ -288,3 +288,14 @@ def test_without_ray_option_ray_is_never_imported(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_second_run_on_the_same_folder_is_refused(study):
+    import fcntl
+
+    path, out, _ = study
+    with open(out / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(IrlensError, match="another irlens study .* is running in"):
+            run_study(path, out, progress=False, report=False)
+    assert run_study(path, out, progress=False, report=False).computed == []

@@ -48,14 +48,15 @@ def study_command(
             echo_json(plan)
             return
         typer.echo(f"{'section/dataset':28} {'jobs':>5} {'done':>5} {'later':>6} "
-                   f"{'work left':>12}")
+                   f"{'work left':>12} {'time left':>10}")
         for name, row in plan["sections"].items():
+            left = "?" if row.get("seconds_left") is None else f"{row['seconds_left']:.0f} s"
             typer.echo(f"{name:28} {row['jobs']:>5} {row['done']:>5} "
-                       f"{row.get('later', 0):>6} {row['work_left']:>12,.0f}")
+                       f"{row.get('later', 0):>6} {row['work_left']:>12,.0f} {left:>10}")
         typer.echo(f"{'total':28} {plan['jobs']:>5} {plan['done']:>5} {plan['later']:>6} "
                    f"{plan['work_left']:>12,.0f}")
         typer.echo(f"work: {plan['work_unit']}; 'later' jobs are planned once the jobs "
-                   "they build on have run")
+                   "they build on have run; time left is extrapolated from finished jobs")
         return
     run = run_study(spec, out, ray=ray, workers=workers)
     payload = {"out": str(run.out), "jobs": len(run.jobs), "computed": len(run.computed),

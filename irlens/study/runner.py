@@ -32,6 +32,7 @@ class Plan:
     jobs: list[Job]
     done: set[str]
     pending: dict[str, tuple[int, float]]  # "section/dataset" -> (more jobs, work)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # done job -> s
 
     def to_dict(self) -> dict[str, Any]:
         sections: dict[str, dict[str, Any]] = {}
@@ -45,6 +46,12 @@ class Plan:
             row = sections.setdefault(name, {"jobs": 0, "done": 0, "work_left": 0.0})
             row["later"] = n
             row["work_left"] += work
+        for name, row in sections.items():  # seconds per unit of work, from finished jobs
+            mine = [j for j in self.jobs if f"{j.section}/{j.dataset}" == name
+                    and j.key in self.seconds and j.work > 0]
+            work = sum(j.work for j in mine)
+            row["seconds_left"] = (sum(self.seconds[j.key] for j in mine) / work
+                                   * row["work_left"]) if work else None
         return {"jobs": len(self.jobs), "done": len(self.done & {j.key for j in self.jobs}),
                 "later": sum(n for n, _ in self.pending.values()), "sections": sections,
                 "work_left": sum(r["work_left"] for r in sections.values()),
@@ -92,6 +99,28 @@ def _spec(study: StudySpec | str | Path) -> StudySpec:
 
 def _store(out: Path) -> Store:
     return Store(out, make_manifest("irlens.study", {"format": 1}))
+
+
+def _lock(out: Path):
+    """Hold an exclusive lock on ``out`` while the run lasts (released by the OS even on
+    kill -9), so two runs never compute the same jobs into one folder."""
+    import fcntl
+    import os
+
+    handle = open(out / ".lock", "a+")  # noqa: SIM115 - closed by the caller
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise IrlensError(f"another irlens study (pid {owner}) is running in {out}; wait for "
+                          "it to finish or use another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _waves(ctx: Context, store: Store, on_wave: Callable[[list[Job]], bool]
@@ -150,6 +179,7 @@ def plan_study(study: StudySpec | str | Path, out: str | Path, model=None) -> Pl
     store = _store(store_path) if store_path.exists() else None
     all_jobs: list[Job] = []
     done: set[str] = set()
+    seconds: dict[str, float] = {}
 
     def on_wave(wave: list[Job]) -> bool:
         all_jobs.extend(wave)
@@ -157,14 +187,16 @@ def plan_study(study: StudySpec | str | Path, out: str | Path, model=None) -> Pl
             return False
         todo = _load_done(ctx, store, wave)
         done.update(j.key for j in wave if j not in todo)
+        seconds.update({j.key: ctx.results[j.key].seconds for j in wave if j not in todo})
         return not todo
 
     pending = {}
     for name, ds in _waves(ctx, store, on_wave):
-        n, work = SECTIONS[name].estimate(ctx, ds, spec.sections[name])
+        n, work = SECTIONS[name].estimate(ctx, ds, spec.sections[name],
+                                          ctx.planned.get((name, ds), []))
         if n:
             pending[f"{name}/{ds}"] = (n, work)
-    return Plan(all_jobs, done, pending)
+    return Plan(all_jobs, done, pending, seconds)
 
 
 def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None = None,
@@ -188,6 +220,7 @@ def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None
     started = time.perf_counter()
     out = Path(out)
     store = _store(out)
+    lock = _lock(out)
     if spec.text:
         from irlens._io import atomic_path
 
@@ -227,6 +260,7 @@ def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None
         for _ in _waves(ctx, store, on_wave):
             pass
     finally:
+        lock.close()
         if pool is not None:
             pool.close()
     page = None

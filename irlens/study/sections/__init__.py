@@ -57,8 +57,10 @@ class Section:
         """Yield waves of jobs; results of a wave are in ``ctx.results`` after it."""
         raise NotImplementedError
 
-    def estimate(self, ctx: Context, dataset: str, params: dict[str, Any]) -> tuple[int, float]:
-        """(jobs, work) expected in total, for waves the plan cannot list yet."""
+    def estimate(self, ctx: Context, dataset: str, params: dict[str, Any],
+                 planned: list[Job]) -> tuple[int, float]:
+        """(jobs, work) still to come after the ``planned`` ones, for waves the plan
+        cannot list yet (they need results that do not exist)."""
         return 0, 0.0
 
     def run(self, ctx: Context, job: Job) -> StudyResult:

@@ -67,7 +67,9 @@ class NeuronsSection(Section):
         yield [make_job(self.name, dataset, "scores", {"shards": [s.key for s in shards]},
                         local=True, work=0, payload={"shards": [s.key for s in shards]})]
 
-    def estimate(self, ctx, dataset, params):
+    def estimate(self, ctx, dataset, params, planned):
+        if any(j.part.startswith("shard") for j in planned):
+            return 1, 0.0  # the scores job
         shards = -(-params["triplets"] // params["shard_size"])
         return shards + 1, 2 * (params["n_steps"] + 1) * params["triplets"]
 

@@ -86,7 +86,7 @@ class PruneSection(Section):
                                      payload={"selection": dataclasses.asdict(rnd)}))
         yield jobs
 
-    def estimate(self, ctx, dataset, params):
+    def estimate(self, ctx, dataset, params, planned):
         n = 1 + len(params["p"]) * (1 + params["seeds"])
         queries = params["max_queries"] or len(ctx.dataset(dataset).queries)
         return n, n * queries * params["depth"]
