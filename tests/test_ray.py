@@ -16,11 +16,14 @@ from study_helpers import write_study
 from irlens.study import StudyResult, run_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ray = pytest.importorskip("ray", reason="pip install irlens[ray]")
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    try:
+        import ray
+    except ImportError:
+        pytest.fail("Ray is not installed: pip install irlens[ray] (CI installs it)")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
