@@ -15,7 +15,7 @@ from study_helpers import write_study
 
 from irlens.study import StudyResult, run_study
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

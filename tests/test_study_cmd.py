@@ -187,6 +187,7 @@ def test_evaluate_equals_the_plain_api(study):
         assert mine.values["aggregate"][name] == pytest.approx(value, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_9_loses_only_the_job_in_flight(tmp_path):
     path = write_study(tmp_path, chunk=1, group=1, steps=6)
     out = tmp_path / "out"
@@ -277,6 +278,7 @@ def test_report_in_chromium_shows_every_plot_and_the_saved_numbers(study, tmp_pa
     assert {k[0] for k in shown} == {"evaluate", "faithfulness", "neurons", "prune"}
 
 
+@pytest.mark.slow
 def test_without_ray_option_ray_is_never_imported(tmp_path):
     path = write_study(tmp_path, sections="sections:\n  evaluate:\n    chunk_size: 8\n")
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom irlens.cli import app\n"
@@ -299,3 +301,29 @@ def test_a_second_run_on_the_same_folder_is_refused(study):
         with pytest.raises(IrlensError, match="another irlens study .* is running in"):
             run_study(path, out, progress=False, report=False)
     assert run_study(path, out, progress=False, report=False).computed == []
+
+
+@pytest.mark.slow
+def test_a_cross_encoder_study_reranks_bm25_like_the_plain_api(tmp_path):
+    from tiny import tiny_model_dir
+
+    from irlens.evaluation import evaluate
+    from irlens.models import load_model
+    from irlens.retrieval import search
+    from irlens.study import check_model
+
+    path = write_study(tmp_path, sections="sections:\n  evaluate:\n    metrics: [nDCG@10]\n"
+                       "  neurons:\n    triplets: 2\n    n_steps: 2\n    keep: classified\n")
+    cross = tiny_model_dir(tmp_path / "models", "bert", "cross")
+    text = path.read_text()
+    path.write_text(text.replace(text.splitlines()[1], f"model: {cross}"))
+    assert check_model(load_spec(path)) == "cross-encoder"
+    path.write_text(path.read_text().replace("keep: classified", "keep: all"))
+    run = run_study(path, tmp_path / "out", progress=False)
+    spec = load_spec(path)
+    data = spec.datasets["tiny"].load()
+    reference = evaluate(search(load_model(str(cross), device="cpu"), data, k=100,
+                                progress=False), data.qrels, ["nDCG@10"]).aggregate
+    [key] = [k for k in run.jobs if k.startswith("evaluate-tiny-rerank")]
+    assert StudyResult.load(tmp_path / "out" / "jobs" / key).values["aggregate"]["nDCG@10"] \
+        == pytest.approx(reference["nDCG@10"], abs=1e-6)

@@ -150,7 +150,7 @@ def _waves(ctx: Context, store: Store, on_wave: Callable[[list[Job]], bool]
                 ctx.planned.setdefault((name, ds), []).extend(jobs)
                 wave += jobs
             if not wave:
-                break
+                continue
             if not on_wave(wave):
                 for ds in plans:
                     stopped.add((name, ds))

@@ -55,6 +55,11 @@ class NeuronsSection(Section):
         triplets = make_job(self.name, dataset, "triplets", base, work=2 * params["triplets"])
         yield [triplets]
         kept = [r for r in ctx.result(triplets.key).rows if r["kept"]]
+        if not kept:
+            from irlens.errors import IrlensError
+
+            raise IrlensError(f"no triplet of {dataset} is kept (keep: {params['keep']}): the "
+                              "model gets none right; use keep: all or more triplets")
         nig = {**base, **{k: params[k] for k in NIG_FIELDS}, "triplets_job": triplets.key}
         size = params["shard_size"]
         shards = [make_job(self.name, dataset, f"shard{n:04d}",
@@ -134,11 +139,6 @@ class NeuronsSection(Section):
 
     def _scores(self, ctx: Context, job: Job, start: float) -> StudyResult:
         shards = [ctx.result(k) for k in job.payload["shards"]]
-        if not shards:
-            from irlens.errors import IrlensError
-
-            raise IrlensError(f"no triplet of {job.dataset} is ordered right by the model; "
-                              "use keep: all or more triplets")
         out: dict[str, Any] = {}
         rows = []
         for label in ("relevant", "nonrelevant"):
