@@ -95,8 +95,9 @@ def test_a_worker_killed_mid_run_has_its_job_retried(cluster, local, tmp_path):
             jobs = out / "jobs"
             started = jobs.is_dir() and any(p.name.startswith("faithfulness")
                                             for p in jobs.iterdir())
-            workers = [p for p in psutil.process_iter(["pid", "cmdline"])
-                       if any("StudyWorker" in part for part in (p.info["cmdline"] or []))]
+            workers = [p for p in psutil.process_iter(["pid", "cmdline"])  # of this session
+                       if any("StudyWorker" in part for part in (p.info["cmdline"] or []))
+                       and os.getpid() in {q.pid for q in p.parents()}]
             busy = [p for p in workers if "StudyWorker.run" in " ".join(p.info["cmdline"])]
             if started and busy:
                 os.kill(busy[0].pid, signal.SIGKILL)

@@ -211,21 +211,15 @@ def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None
 
     spec = _spec(study)
     check_model(spec)
-    pool = None
-    if ray is not None:
-        from irlens.distributed import WorkerPool, connect
+    if ray is not None:  # fail fast on an unreachable cluster, before any loading
+        from irlens.distributed import connect
 
         connect(ray)
-        pool = WorkerPool(spec, workers)
     started = time.perf_counter()
     out = Path(out)
     store = _store(out)
     lock = _lock(out)
-    if spec.text:
-        from irlens._io import atomic_path
-
-        with atomic_path(out / "study.yaml") as tmp:
-            tmp.write_text(spec.text)
+    pool = None
     ctx = Context(spec, model)
     computed: list[str] = []
     every: list[str] = []
@@ -257,6 +251,15 @@ def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None
         return True
 
     try:
+        if spec.text:
+            from irlens._io import atomic_path
+
+            with atomic_path(out / "study.yaml") as tmp:
+                tmp.write_text(spec.text)
+        if ray is not None:
+            from irlens.distributed import WorkerPool
+
+            pool = WorkerPool(spec, workers)
         for _ in _waves(ctx, store, on_wave):
             pass
     finally:
