@@ -15,8 +15,8 @@ from irlens.errors import IrlensError
 @friendly_errors
 def study_command(
     config: Path = typer.Argument(Path("study.yaml"), help="The study config (YAML)."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder [default: "
-                             "results/<config name>]; a rerun resumes it."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: "
+                             "results/CONFIG-NAME); a rerun resumes it."),
     init: bool = typer.Option(False, "--init", help="Write a commented example config to "
                               "CONFIG and stop."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (jobs, done, "
