@@ -1,107 +1,215 @@
-"""Private: resumable, chunked corpus encoding for :func:`irlens.retrieval.encode_corpus`."""
+"""Private: the corpus embedding cache behind :func:`irlens.retrieval.encode_corpus`.
+
+One folder per (model, dataset) key::
+
+    embeddings.npy   the finished matrix [n_docs, dim], float32, rows in doc_ids order
+    manifest.json    fingerprints, plus the matrix's shape and checksum (blake2b)
+    partial.npy      while encoding: the matrix being filled, a numpy memory map
+    progress.json    while encoding: how many documents (longest first) are in partial.npy
+    .lock            a file lock: one writer per entry; a second run waits, then reads
+
+Documents are encoded longest first (batches of similar length pad little, as in
+sentence-transformers) and written straight into their rows of the memory map, so the
+matrix is never held twice. Progress is saved after every chunk; chunks start at one
+batch and double up to ``chunk_size``, so a run killed in its first minutes (the longest
+documents come first) keeps what it finished. Every load checks the shape and checksum;
+a damaged entry is recomputed with a warning. Own code rather than a library's:
+sentence-transformers encodes in memory only, with no resume, lock or integrity check.
+"""
 
 from __future__ import annotations
 
-import re
-import shutil
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+import hashlib
+import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from irlens._io import atomic_path
+from irlens._io import write_json
 from irlens._warn import warn
+from irlens.distributed import chunk_encoder
 from irlens.models import BiEncoder
 
-__all__ = ["encode_in_chunks", "remove_chunks"]
+__all__ = ["FINAL", "MANIFEST", "checksum", "encode_cached", "load_verified"]
+
+FINAL = "embeddings.npy"
+MANIFEST = "manifest.json"
+PARTIAL = "partial.npy"
+PROGRESS = "progress.json"
+_HASH_ROWS_BYTES = 64 << 20
 
 
-def encode_in_chunks(
-    model: BiEncoder,
-    texts: list[str],
-    parts: Path,
-    batch_size: int,
-    chunk_size: int,
-    progress: bool,
-    desc: str,
-) -> np.ndarray:
-    """Vectors [len(texts), dim] in input order, saving every ``chunk_size`` texts to ``parts``.
+def checksum(matrix: np.ndarray) -> str:
+    """blake2b of the matrix bytes, read in blocks (a memory map stays on disk)."""
+    digest = hashlib.blake2b(digest_size=16)
+    step = max(1, _HASH_ROWS_BYTES // max(1, matrix[:1].nbytes))
+    for start in range(0, len(matrix), step):
+        digest.update(np.ascontiguousarray(matrix[start : start + step]).data)
+    return f"blake2b:{digest.hexdigest()}"
 
-    Texts are encoded longest first (batches of similar length pad little, as in
-    sentence-transformers); chunks already in ``parts`` are loaded, not re-encoded.
-    The caller removes ``parts`` once it has stored the result.
+
+def load_verified(folder: Path, n_docs: int, spot_check=None) -> np.ndarray | None:
+    """The cached matrix if its shape and checksum match its manifest, else None (a
+    damaged entry is removed with a warning, so the caller recomputes it).
+
+    An entry from an older irlens has no checksum: ``spot_check(matrix)`` (re-encode a few
+    rows and compare) decides, and a passing entry gets its checksum recorded.
     """
-    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
-    parts.mkdir(parents=True, exist_ok=True)
-    starts = range(0, len(order), chunk_size)
-    todo = [s for s in starts if not (parts / f"{s:09d}.npy").is_file()]
+    final, manifest_path = folder / FINAL, folder / MANIFEST
+    if not final.is_file():
+        return None
+    problem = None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        matrix = np.load(final, mmap_mode="c")
+        expected = manifest.get("shape", [n_docs, *matrix.shape[1:]])
+        if list(matrix.shape) != expected or matrix.shape[0] != n_docs:
+            problem = f"shape {list(matrix.shape)}, expected {expected}"
+        elif "checksum" not in manifest:
+            if spot_check is None or not spot_check(matrix):
+                problem = "no checksum recorded (an older irlens wrote it) and rows differ"
+            else:
+                write_json(manifest_path, {**manifest, "shape": list(matrix.shape),
+                                           "dtype": str(matrix.dtype),
+                                           "checksum": checksum(matrix)})
+        elif checksum(matrix) != manifest["checksum"]:
+            problem = "checksum mismatch (the file changed after it was written)"
+    except (OSError, ValueError, EOFError) as err:  # truncated, missing manifest, bad JSON
+        problem = f"{type(err).__name__}: {err}".splitlines()[0]
+    if problem is None:
+        return matrix
+    warn(f"embedding cache {folder} is damaged ({problem}); recomputing it")
+    for path in (final, manifest_path):
+        path.unlink(missing_ok=True)
+    return None
 
+
+def encode_cached(model: BiEncoder, texts: list[str], folder: Path, manifest: dict[str, Any],
+                  batch_size: int, chunk_size: int, progress: bool, desc: str) -> np.ndarray:
+    """Load the entry in ``folder``, or encode ``texts`` into it (resuming a partial run).
+
+    Holds the entry's lock while it works: a concurrent run on the same entry waits, then
+    loads the published matrix instead of encoding it again.
+    """
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"irlens: another run is encoding this corpus ({folder}); waiting for it",
+              file=sys.stderr)
+        lock.acquire()
+    try:
+        matrix = load_verified(folder, len(texts), lambda m: _rows_agree(model, texts, m))
+        if matrix is not None:
+            return matrix
+        _encode_into(model, texts, folder, batch_size, chunk_size, progress, desc)
+        partial = np.load(folder / PARTIAL, mmap_mode="r")
+        write_json(folder / MANIFEST, {**manifest, "shape": list(partial.shape),
+                                       "dtype": str(partial.dtype),
+                                       "checksum": checksum(partial)})
+        del partial
+        os.replace(folder / PARTIAL, folder / FINAL)
+        (folder / PROGRESS).unlink(missing_ok=True)
+        return np.load(folder / FINAL, mmap_mode="c")
+    finally:
+        lock.release()
+
+
+def _rows_agree(model: BiEncoder, texts: list[str], matrix: np.ndarray, n: int = 8) -> bool:
+    """Whether ``n`` evenly spaced rows equal a fresh encoding of their texts: each error
+    must be under 1% of the typical distance between different rows (batch padding moves
+    floats a little; a shifted or foreign row is as far as another document)."""
+    rows = sorted({round(i * (len(texts) - 1) / max(1, n - 1)) for i in range(n)})
+    fresh = model.encode_batch([texts[i] for i in rows], "doc")[0].numpy().astype(np.float64)
+    stored = np.asarray(matrix[rows], dtype=np.float64)
+    errors = np.linalg.norm(fresh - stored, axis=1)
+    apart = np.linalg.norm(fresh[:, None] - fresh[None], axis=-1)[~np.eye(len(rows), dtype=bool)]
+    scale = np.median(apart) if apart.size and np.median(apart) > 0 else \
+        np.linalg.norm(fresh, axis=1).mean()
+    return bool(np.all(errors <= 0.01 * scale + 1e-6))
+
+
+def _encode_into(model: BiEncoder, texts: list[str], folder: Path, batch_size: int,
+                 chunk_size: int, progress: bool, desc: str) -> None:
+    """Fill ``partial.npy`` row by row, saving progress after every chunk."""
+    from numpy.lib.format import open_memmap
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(order), desc=desc, unit="doc", disable=not progress)
-    bar.update(len(order) - sum(len(order[s : s + chunk_size]) for s in todo))
-    truncated = _Truncations()
-    from irlens.distributed import chunk_encoder  # set by irlens.distributed.scale_out
-
-    remote = chunk_encoder()
-    if remote is not None:  # Ray workers encode the chunks; this process saves them
-        chunks = [(s, [texts[i] for i in order[s : s + chunk_size]]) for s in todo]
-        for start, vectors in remote(model, chunks, batch_size):
-            with atomic_path(parts / f"{start:09d}.npy") as tmp, tmp.open("wb") as fh:
-                np.save(fh, vectors)
-            bar.update(len(vectors))
-        todo = []
-    for start in todo:
-        idx = order[start : start + chunk_size]
-        batches = []
-        with truncated.collect(len(idx)):
-            for b in range(0, len(idx), batch_size):  # one call per batch: a live progress bar
-                batch = [texts[i] for i in idx[b : b + batch_size]]
-                batches.append(model.encode_docs(batch, batch_size=batch_size))
-                bar.update(len(batch))
-        with atomic_path(parts / f"{start:09d}.npy") as tmp, tmp.open("wb") as fh:
-            np.save(fh, torch.cat(batches).numpy())
+    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    shape = (len(texts), model._dim())
+    state = _read_progress(folder, shape)
+    if state is None:
+        matrix = open_memmap(folder / PARTIAL, mode="w+", dtype=np.float32, shape=shape)
+        state = {"shape": list(shape), "done": 0, "truncated": 0}
+        matrix.flush()
+        write_json(folder / PROGRESS, state)
+    else:
+        matrix = open_memmap(folder / PARTIAL, mode="r+")
+    done, truncated = state["done"], state["truncated"]
+    bar = tqdm(total=len(order), initial=done, desc=desc, unit="doc", disable=not progress)
+    remote = chunk_encoder()  # set by irlens.distributed.scale_out (``--ray``)
+    if remote is not None:  # Ray workers encode the chunks; only this process writes
+        done, truncated = _encode_remote(remote, model, texts, order, matrix, folder, shape,
+                                         done, truncated, batch_size, chunk_size, bar)
+    size = batch_size
+    while done < len(order):
+        end = min(len(order), done + size)
+        for start in range(done, end, batch_size):
+            idx = order[start : min(end, start + batch_size)]
+            vectors, cut = model.encode_batch([texts[i] for i in idx], "doc")
+            matrix[idx] = vectors.numpy()
+            truncated += cut
+            bar.update(len(idx))
+        matrix.flush()
+        done = end
+        write_json(folder / PROGRESS, {"shape": list(shape), "done": done,
+                                       "truncated": truncated})
+        size = min(max(chunk_size, batch_size), size * 2)
     bar.close()
-    truncated.report(model.max_length)
-
-    vectors = np.concatenate([np.load(parts / f"{s:09d}.npy") for s in starts])
-    embeddings = np.empty_like(vectors)
-    embeddings[order] = vectors
-    return embeddings
+    del matrix
+    model._warn_truncated(truncated, len(texts), "documents")
 
 
-def remove_chunks(parts: Path) -> None:
-    shutil.rmtree(parts, ignore_errors=True)
+def _encode_remote(remote, model: BiEncoder, texts: list[str], order: list[int],
+                   matrix: np.ndarray, folder: Path, shape: tuple[int, int], done: int,
+                   truncated: int, batch_size: int, chunk_size: int, bar) -> tuple[int, int]:
+    """Send the rows after ``done`` to Ray workers in chunks; write each returned chunk
+    into the memmap, and advance the saved progress over the finished prefix only (a
+    crash then resumes exactly as a single-process run would)."""
+    size = max(chunk_size, batch_size)
+    chunks = [(s, [texts[i] for i in order[s : s + size]]) for s in range(done, len(order), size)]
+    finished: dict[int, tuple[int, int]] = {}
+    for start, (vectors, cut) in remote(model, chunks, batch_size):
+        matrix[order[start : start + len(vectors)]] = vectors
+        finished[start] = (len(vectors), cut)
+        bar.update(len(vectors))
+        if start == done:
+            while done in finished:
+                rows, cut = finished.pop(done)
+                done, truncated = done + rows, truncated + cut
+            matrix.flush()
+            write_json(folder / PROGRESS, {"shape": list(shape), "done": done,
+                                           "truncated": truncated})
+    return done, truncated
 
 
-class _Truncations:
-    """Sums the model's per-call "N of M documents ... truncated" warnings into one."""
+def _read_progress(folder: Path, shape: tuple[int, int]) -> dict[str, Any] | None:
+    """The saved progress of a partial run, if it fits this matrix; else None."""
+    partial, progress = folder / PARTIAL, folder / PROGRESS
+    if not (partial.is_file() and progress.is_file()):
+        return None
+    try:
+        state = json.loads(progress.read_text())
+        on_disk = np.load(partial, mmap_mode="r").shape
+    except (OSError, ValueError, EOFError):
+        return None
+    if state.get("shape") != list(shape) or tuple(on_disk) != shape:
+        return None
+    return state
 
-    _PATTERN = re.compile(r"^(\d+) of \d+ documents were longer than")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.total = 0
-
-    @contextmanager
-    def collect(self, n_docs: int) -> Iterator[None]:
-        self.total += n_docs
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        for w in caught:
-            match = self._PATTERN.match(str(w.message))
-            if match:
-                self.count += int(match.group(1))
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-    def report(self, max_length: int) -> None:
-        if self.count:
-            warn(
-                f"{self.count} of {self.total} documents were longer than {max_length} "
-                f"tokens and were truncated to {max_length}"
-            )

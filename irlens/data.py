@@ -20,11 +20,11 @@ import gzip
 import hashlib
 import json
 import random
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO
 
 from irlens._warn import warn
 from irlens.errors import IrlensError
@@ -72,7 +72,8 @@ class Dataset:
     """A corpus, the queries of one split, and their graded relevance judgements.
 
     Attributes:
-        name: short name (the folder name or ir_datasets id).
+        name: short name, safe in file names (the folder name, or the ir_datasets id
+            with ``/`` turned into ``-``).
         corpus: doc id -> :class:`Document`, in file order.
         queries: query id -> text; only queries judged in ``split``.
         qrels: query id -> {doc id: grade}. A judged doc may be missing from the corpus
@@ -162,12 +163,15 @@ def load_dataset(
     split: str = "test",
     max_docs: int | None = None,
     max_queries: int | None = None,
+    strict: bool = False,
 ) -> Dataset:
     """Load a BEIR folder (or an ``ir_datasets`` id) and keep the queries judged in ``split``.
 
     ``max_docs``/``max_queries`` give a deterministic subset (see :meth:`Dataset.subset`);
     every judged document of the kept queries stays. Raises :class:`IrlensError` naming
-    the file and line of any malformed input.
+    the file and line of any malformed input. Judgements that name a document missing
+    from the corpus (relevant, but never retrievable) give one warning with their count,
+    or an error with ``strict=True``.
     """
     path = Path(path_or_id).expanduser()
     if path.is_dir():
@@ -176,9 +180,27 @@ def load_dataset(
         raise IrlensError(f"{path} is a file; pass the dataset folder holding {_LAYOUT}")
     else:
         dataset = _load_ir_datasets(str(path_or_id), split)
+    _check_judged_docs(dataset, strict)
     if max_docs is not None or max_queries is not None:
         dataset = dataset.subset(max_docs=max_docs, max_queries=max_queries)
     return dataset
+
+
+def _check_judged_docs(dataset: Dataset, strict: bool) -> None:
+    """Warn (or, when ``strict``, fail) about judgements of documents not in the corpus."""
+    missing = [(qid, doc_id) for qid, judged in dataset.qrels.items() for doc_id in judged
+               if doc_id not in dataset.corpus]
+    if not missing:
+        return
+    total = sum(map(len, dataset.qrels.values()))
+    what = (f"{dataset.source or dataset.name} ({dataset.split}): {len(missing)} of {total} "
+            f"judgements name documents missing from the corpus (first: query "
+            f"{missing[0][0]!r}, document {missing[0][1]!r})")
+    if strict:
+        raise IrlensError(f"{what}; add them to the corpus or remove them from the qrels, "
+                          "or load without strict")
+    warn(f"{what}; they count as relevant but can never be retrieved (strict=True or "
+         "--strict makes this an error)")
 
 
 def sample_pairs(
@@ -279,20 +301,19 @@ def load_triples_tsv(path: str | Path, limit: int | None = None) -> list[Triplet
     """
     path = Path(path)
     triplets: list[Triplet] = []
-    with _open_text(path) as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if limit is not None and len(triplets) >= limit:
-                break
-            if not line.strip():
-                continue
-            cols = line.rstrip("\r\n").split("\t")
-            if len(cols) != 3:
-                raise IrlensError(
-                    f"{path}:{lineno}: expected 3 tab-separated columns "
-                    f"(query, positive, negative), found {len(cols)}"
-                )
-            tag = f"L{lineno}"
-            triplets.append(Triplet(tag, cols[0], f"{tag}+", cols[1], f"{tag}-", cols[2]))
+    for lineno, line in _lines(path):
+        if limit is not None and len(triplets) >= limit:
+            break
+        if not line.strip():
+            continue
+        cols = line.rstrip("\r\n").split("\t")
+        if len(cols) != 3:
+            raise IrlensError(
+                f"{path}:{lineno}: expected 3 tab-separated columns "
+                f"(query, positive, negative), found {len(cols)}"
+            )
+        tag = f"L{lineno}"
+        triplets.append(Triplet(tag, cols[0], f"{tag}+", cols[1], f"{tag}-", cols[2]))
     return triplets
 
 
@@ -366,19 +387,18 @@ def _read_corpus(path: Path) -> dict[str, Document]:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with _open_text(path) as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise IrlensError(
-                    f"{path}:{lineno}: malformed JSON ({err.msg}); fix or remove that line"
-                ) from None
-            if not isinstance(record, dict):
-                raise IrlensError(f"{path}:{lineno}: expected a JSON object with '_id'")
-            yield lineno, record
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise IrlensError(
+                f"{path}:{lineno}: malformed JSON ({err.msg}); fix or remove that line"
+            ) from None
+        if not isinstance(record, dict):
+            raise IrlensError(f"{path}:{lineno}: expected a JSON object with '_id'")
+        yield lineno, record
 
 
 def _record_id(record: dict, path: Path, lineno: int) -> str:
@@ -389,41 +409,49 @@ def _record_id(record: dict, path: Path, lineno: int) -> str:
 
 def _read_qrels(path: Path, queries: Mapping[str, object]) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    with _open_text(path) as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            cols = line.rstrip("\r\n").split("\t")
-            if lineno == 1 and cols[-1].strip() == "score":
-                continue  # header
-            if len(cols) != 3:
-                raise IrlensError(
-                    f"{path}:{lineno}: expected 3 tab-separated columns "
-                    f"(query-id, corpus-id, score), found {len(cols)}"
-                )
-            qid, doc_id, score = (c.strip() for c in cols)
-            try:
-                grade = int(score)
-            except ValueError:
-                raise IrlensError(
-                    f"{path}:{lineno}: score {score!r} is not an integer; "
-                    "qrels scores are integer grades"
-                ) from None
-            if qid not in queries:
-                raise IrlensError(
-                    f"{path}:{lineno}: query {qid!r} is not in queries.jsonl; "
-                    "add it there or remove its qrels"
-                )
-            qrels.setdefault(qid, {})[doc_id] = grade
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        cols = line.rstrip("\r\n").split("\t")
+        if lineno == 1 and cols[-1].strip() == "score":
+            continue  # header
+        if len(cols) != 3:
+            raise IrlensError(
+                f"{path}:{lineno}: expected 3 tab-separated columns "
+                f"(query-id, corpus-id, score), found {len(cols)}"
+            )
+        qid, doc_id, score = (c.strip() for c in cols)
+        try:
+            grade = int(score)
+        except ValueError:
+            raise IrlensError(
+                f"{path}:{lineno}: score {score!r} is not an integer; "
+                "qrels scores are integer grades"
+            ) from None
+        if qid not in queries:
+            raise IrlensError(
+                f"{path}:{lineno}: query {qid!r} is not in queries.jsonl; "
+                "add it there or remove its qrels"
+            )
+        qrels.setdefault(qid, {})[doc_id] = grade
     return qrels
 
 
-def _open_text(path: Path) -> IO[str]:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file (gzipped when it ends in .gz); a line that is
+    not valid UTF-8 is a one-line error naming the file, line and byte."""
     if not path.is_file():
         raise IrlensError(f"no such file: {path}")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise IrlensError(
+                    f"{path}:{lineno}: invalid UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                    f"{err.start + 1}); re-encode the file as UTF-8 or fix that line"
+                ) from None
 
 
 # --- ir_datasets -------------------------------------------------------------------------
@@ -464,13 +492,18 @@ def _load_ir_datasets(dataset_id: str, split: str) -> Dataset:
         if not all_queries[qid]:
             raise IrlensError(f"ir_datasets {dataset_id!r}: query {qid!r} has empty text")
     return Dataset(
-        name=dataset_id,
+        name=_file_safe(dataset_id),
         corpus={d: doc for d, doc in corpus.items() if doc.contents},
         queries={qid: text for qid, text in all_queries.items() if qid in qrels},
         qrels=qrels,
         split=split,
         source=f"ir_datasets:{dataset_id}",
     )
+
+
+def _file_safe(name: str) -> str:
+    """An ir_datasets id as a name that output file names can hold (no ``/``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "dataset"
 
 
 def _query_text(query: object) -> str:

@@ -205,14 +205,22 @@ def scale_out(address: str, model_name: str, *, workers: int | None = None,
                 raise IrlensError(f"the worker's model ({self.fingerprint}) is not the "
                                   f"driver's ({fingerprint}); install the same model on "
                                   "every node")
-            return self.model.encode_docs(texts, batch_size=batch_size).numpy()
+            import numpy as np
+
+            vectors, truncated = [], 0  # the same batches as the single-process encoder
+            for start in range(0, len(texts), batch_size):
+                batch, cut = self.model.encode_batch(texts[start : start + batch_size], "doc")
+                vectors.append(batch.numpy())
+                truncated += cut
+            return np.concatenate(vectors), truncated
 
     actors = [Encoder.options(num_cpus=1, num_gpus=1 if gpus else 0).remote()
               for _ in range(workers)]
 
     def encode(model, chunks: list[tuple[int, list[str]]], batch_size: int
                ) -> Iterator[tuple[int, Any]]:
-        """Yield (start, vectors) for each (start, texts) chunk as it finishes."""
+        """Yield (start, (vectors, n_truncated)) for each (start, texts) chunk as it
+        finishes."""
         pending = {actors[i % len(actors)].encode.remote(model.fingerprint, texts,
                                                          batch_size): start
                    for i, (start, texts) in enumerate(chunks)}

@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import ir_measures
+import pandas as pd
 
-from irlens._io import atomic_path
 from irlens._warn import warn
+from irlens.artifacts import Artifact, Manifest, make_manifest
 from irlens.errors import IrlensError
 
-__all__ = ["DEFAULT_METRICS", "Evaluation", "evaluate", "parse_metrics"]
+__all__ = ["DEFAULT_METRICS", "Evaluation", "evaluate", "parse_metrics", "search_depth"]
 
 DEFAULT_METRICS: tuple[str, ...] = ("nDCG@10", "RR@10", "R@100", "AP")
 _NO_RESULT = "irlens:no-result"  # an unjudged stand-in for an empty result list
 _EXAMPLES = "nDCG@10, RR@10, R@100, AP, P@5, Success@10, RR(rel=2)@10"
 
 
-@dataclass
-class Evaluation:
+@dataclass(repr=False)
+class Evaluation(Artifact):
     """Metric values: the mean over queries (``aggregate``) and each query's (``per_query``).
+
+    An :class:`~irlens.artifacts.Artifact`: ``save(folder)``/``load(folder)`` (manifest
+    plus a per-query Parquet table), ``to_frame()`` (one row per query, one column per
+    metric), ``to_json()`` (text).
 
     Attributes:
         metrics: canonical ir_measures names, in the order asked.
@@ -38,11 +42,15 @@ class Evaluation:
         provider: "ir_measures" plus its version, which computed the values.
     """
 
+    kind: ClassVar[str] = "evaluation"
+
     metrics: list[str]
     aggregate: dict[str, float]
     per_query: dict[str, dict[str, float]]
     n_queries: int
     provider: str
+    manifest: Manifest = field(default_factory=lambda: make_manifest("evaluation"),
+                               compare=False)
 
     @property
     def primary(self) -> float:
@@ -50,23 +58,30 @@ class Evaluation:
         return self.aggregate[self.metrics[0]]
 
     def to_dict(self, per_query: bool = True) -> dict[str, Any]:
-        payload = asdict(self)
+        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "manifest"}
         if not per_query:
             del payload["per_query"]
         return payload
 
-    def to_json(self, path: str | Path | None = None, per_query: bool = True) -> str:
-        """The evaluation as JSON text; also written to ``path`` (atomically) when given."""
-        text = json.dumps(self.to_dict(per_query=per_query), indent=2) + "\n"
-        if path is not None:
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
-        return text
+    def to_json(self, per_query: bool = True) -> str:
+        """The evaluation as JSON text (write files with :meth:`save`)."""
+        return json.dumps(self.to_dict(per_query=per_query), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, path: str | Path) -> Evaluation:
-        """Read an evaluation written by :meth:`to_json` (with its per-query values)."""
-        return cls(**json.loads(Path(path).read_text()))
+    def from_json(cls, text: str) -> Evaluation:
+        """Read the text of :meth:`to_json` (with its per-query values)."""
+        return cls(**json.loads(text))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per query: ``query_id`` and one column per metric."""
+        frame = pd.DataFrame.from_dict(self.per_query, orient="index",
+                                       columns=self.metrics)
+        return frame.rename_axis("query_id").reset_index()
+
+    def summary(self) -> str:
+        values = ", ".join(f"{m} {self.aggregate[m]:.4f}" for m in self.metrics[:3])
+        more = f" (+{len(self.metrics) - 3} more)" if len(self.metrics) > 3 else ""
+        return f"{self.n_queries} queries: {values}{more}"
 
 
 def parse_metrics(metrics: str | Sequence[str]) -> list[Any]:
@@ -86,11 +101,23 @@ def parse_metrics(metrics: str | Sequence[str]) -> list[Any]:
     return measures
 
 
+def search_depth(metrics: str | Sequence[str], n_docs: int) -> int:
+    """How many documents per query a run needs for ``metrics`` to be exact: the largest
+    cutoff (``R@1000`` -> 1000), or the whole corpus when a measure has none (``AP``)."""
+    cutoffs = [m.params.get("cutoff") for m in parse_metrics(metrics)]
+    if any(c is None for c in cutoffs):
+        return n_docs
+    return min(n_docs, max(cutoffs))
+
+
 def evaluate(
     run: Mapping[str, Mapping[str, float]],
     qrels: Mapping[str, Mapping[str, int]],
     metrics: str | Sequence[str] = DEFAULT_METRICS,
     ignore_identical_ids: bool = True,
+    *,
+    model=None,
+    data=None,
 ) -> Evaluation:
     """Score ``run`` against ``qrels`` with ir_measures.
 
@@ -98,7 +125,8 @@ def evaluate(
     graded qrels such as TREC DL, the usual choice is ``RR(rel=2)@10`` and ``AP(rel=2)``.
     ``ignore_identical_ids`` drops a document whose id equals its query's id (the BEIR
     and MTEB convention, which matters for ArguAna). Queries missing from the run score
-    0 (like ``trec_eval -c``), so means are over all judged queries.
+    0 (like ``trec_eval -c``), so means are over all judged queries. ``model`` (a
+    retriever) and ``data`` (a :class:`~irlens.data.Dataset`) only go into the manifest.
     """
     measures = parse_metrics(metrics)
     names = [str(m) for m in measures]
@@ -135,4 +163,7 @@ def evaluate(
         per_query=per_query,
         n_queries=len(per_query),
         provider=f"ir_measures {ir_measures.__version__}",
+        manifest=make_manifest("evaluation", {"metrics": names,
+                                              "ignore_identical_ids": ignore_identical_ids},
+                               model=model, data=data),
     )

@@ -24,18 +24,23 @@ hook to passes over that side; with two encoders (DPR) it picks the encoder.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from irlens._families import family_of
 from irlens.errors import IrlensError
 from irlens.models import Batch, Retriever, Segment
+from irlens.models._base import UNCACHEABLE
 
 __all__ = [
+    "UNCACHEABLE",
     "ActivationCache",
     "HookContext",
     "HookPoint",
@@ -253,7 +258,13 @@ class ActivationCache:
         """Gradient of the last backward with respect to ``name`` (needs ``grad=True``)."""
         tensor = self[name]
         if tensor.grad is None:
-            raise IrlensError(f"no gradient for '{name}': capture with grad=True, then backward")
+            if not tensor.requires_grad:
+                raise IrlensError(
+                    f"no gradient for '{name}': it was captured without grad=True, or nothing "
+                    "before it required grad (frozen parameters and plain token ids); capture "
+                    "with grad=True and feed inputs_embeds that require grad"
+                )
+            raise IrlensError(f"no gradient for '{name}' yet: call backward on the output first")
         return tensor.grad
 
     def __contains__(self, name: object) -> bool:
@@ -275,10 +286,21 @@ def capture(model: Retriever | nn.Module, names: str | Sequence[str], *,
     ...     model.encode_docs(["a document"])
     >>> cache["layer.0.ffn.post"].shape  # [1, T, 1536]
     """
+    if grad and not torch.is_grad_enabled():
+        raise IrlensError(
+            "capture(grad=True) inside torch.no_grad() or inference mode would record "
+            "activations without gradients; enter it with gradients enabled (torch.enable_grad())"
+        )
     cache = ActivationCache()
 
     def make(point: HookPoint):
         def record(t: torch.Tensor) -> None:
+            if grad and not torch.is_grad_enabled():
+                raise IrlensError(
+                    f"capture(grad=True) saw '{point.name}' computed under torch.no_grad() "
+                    "(e.g. encode_docs); run the forward with gradients (model.score, "
+                    "model.forward_embeds)"
+                )
             if grad and t.requires_grad:
                 t.retain_grad()
                 cache._add(point.name, t)
@@ -296,7 +318,13 @@ def capture(model: Retriever | nn.Module, names: str | Sequence[str], *,
 def intervene(model: Retriever | nn.Module,
               edits: dict[str, Callable[[torch.Tensor, HookContext], torch.Tensor]], *,
               side: str | None = None, label: str | None = None) -> Iterator[list[HookPoint]]:
-    """Replace activations: ``edits`` maps a name (or pattern) to ``fn(act, ctx) -> act``."""
+    """Replace activations: ``edits`` maps a name (or pattern) to ``fn(act, ctx) -> act``.
+
+    ``label`` names the edit for caches (``model.fingerprint``): it must change whenever
+    the outputs would. Without one, irlens cannot know what an arbitrary function does,
+    so the model fingerprint becomes unique to this intervention and disk caches
+    (:func:`irlens.retrieval.encode_corpus`) are skipped while it is in force.
+    """
     with ExitStack() as stack:
         points: list[HookPoint] = []
         for names, fn in edits.items():
@@ -306,7 +334,9 @@ def intervene(model: Retriever | nn.Module,
 
             points += stack.enter_context(_hooks(model, names, side, make))
         if isinstance(model, Retriever):
-            model.active_edits.append(label or f"intervene:{sorted(edits)}:{id(edits)}")
+            key = (f"{label}|side={side}" if label is not None
+                   else f"{UNCACHEABLE}{sorted(edits)}:{uuid.uuid4().hex}")
+            model.active_edits.append(key)
             stack.callback(model.active_edits.pop)
         yield points
 
@@ -386,11 +416,44 @@ def ablate(model: Retriever | nn.Module, names: str | Sequence[str], *,
         return torch.where(m, replacement, act)
 
     names_list = [names] if isinstance(names, str) else list(names)
-    unit_key = units.tolist() if isinstance(units, torch.Tensor) else units
-    pos_key = id(positions) if callable(positions) else positions
-    label = f"ablate:{names_list}:{unit_key}:{pos_key}:{how}"
+    label = None  # a function (how or positions) cannot be keyed: caches are skipped
+    if not callable(how) and not callable(positions):
+        label = "ablate:" + _digest({"names": names_list, "units": units,
+                                     "positions": positions, "how": how,
+                                     "values": values if how == "mean" else None})
     with intervene(model, {n: edit for n in names_list}, side=side, label=label) as pts:
         yield pts
+
+
+def _digest(value: object) -> str:
+    """A sha1 over everything in ``value`` that changes outputs (tensors by their bytes)."""
+    digest = hashlib.sha1()
+
+    def feed(v: object) -> None:
+        if isinstance(v, torch.Tensor):  # any dtype (bfloat16 too): hash the raw bytes
+            flat = v.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{v.dtype}{tuple(v.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, np.ndarray):
+            arr = np.ascontiguousarray(v)
+            digest.update(f"A{arr.dtype}{arr.shape}".encode())
+            digest.update(arr.view(np.uint8).tobytes())
+        elif isinstance(v, dict):
+            digest.update(b"{")
+            for k in sorted(v, key=str):
+                feed(str(k))
+                feed(v[k])
+            digest.update(b"}")
+        elif isinstance(v, list | tuple | range):
+            digest.update(b"[")
+            for item in v:
+                feed(item)
+            digest.update(b"]")
+        else:
+            digest.update(f"{type(v).__name__}:{v!r};".encode())
+
+    feed(value)
+    return digest.hexdigest()[:16]
 
 
 @dataclass

@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from irlens._encoding import encode_in_chunks, remove_chunks
-from irlens._io import atomic_path, write_json
+from irlens._encoding import encode_cached
+from irlens._warn import warn
 from irlens.data import Dataset
 from irlens.errors import IrlensError
 from irlens.models import BiEncoder, CrossEncoder
@@ -121,13 +121,24 @@ def encode_corpus(
     """Document vectors [n_docs, dim] (float32, CPU), rows in ``dataset.doc_ids`` order.
 
     Cached under ``cache_dir`` (default ``$IRLENS_CACHE_DIR``, else ``~/.cache/irlens``),
-    keyed by the model fingerprint, its dtype and ``max_length``, and the dataset
-    fingerprint: a second call loads the file. Documents are encoded longest first and
-    saved every ``chunk_size`` documents, so an interrupted run resumes where it stopped.
+    keyed by the model fingerprint (weights, configuration and interventions in force),
+    its dtype and ``max_length``, and the dataset fingerprint: a second call loads the
+    file after checking its shape and checksum. Progress is saved after every chunk (one
+    batch at first, doubling up to ``chunk_size`` documents), so an interrupted run
+    resumes where it stopped; concurrent runs on one cache take turns (a file lock).
+    While an intervention no key can describe is in force (an unlabeled function), the
+    cache is skipped with a warning and the corpus is encoded in memory.
     """
     _require_bi_encoder(model, "encode_corpus")
     if not dataset.corpus:
         raise IrlensError(f"{dataset.name} has an empty corpus; nothing to encode")
+    if batch_size < 1 or chunk_size < 1:
+        raise IrlensError("batch_size and chunk_size must be >= 1")
+    if not model.cacheable:
+        warn("an intervention without a label (a function irlens cannot key) is in force: "
+             "the embedding cache is skipped and the corpus encoded in memory; pass "
+             "intervene(..., label=...) to cache it")
+        return model.encode_docs(dataset.doc_texts(), batch_size=batch_size, progress=progress)
     manifest = {
         "model_id": model.model_id,
         "model_fingerprint": model.fingerprint,
@@ -143,25 +154,9 @@ def encode_corpus(
     )
     root = Path(cache_dir or os.environ.get("IRLENS_CACHE_DIR") or "~/.cache/irlens")
     folder = root.expanduser() / "embeddings" / hashlib.sha1(key.encode()).hexdigest()[:20]
-    final = folder / "embeddings.npy"
-    if final.is_file():
-        return torch.from_numpy(np.load(final))
-
-    parts = folder / f"partial-{chunk_size}"
-    embeddings = encode_in_chunks(
-        model,
-        dataset.doc_texts(),
-        parts,
-        batch_size,
-        chunk_size,
-        progress,
-        desc=f"encode {dataset.name}",
-    )
-    write_json(folder / "manifest.json", {**manifest, "dim": int(embeddings.shape[1])})
-    with atomic_path(final) as tmp, tmp.open("wb") as fh:
-        np.save(fh, embeddings)
-    remove_chunks(parts)
-    return torch.from_numpy(embeddings)
+    matrix = encode_cached(model, dataset.doc_texts(), folder, manifest, batch_size,
+                           chunk_size, progress, desc=f"encode {dataset.name}")
+    return torch.from_numpy(matrix)
 
 
 def dense_search(
@@ -184,6 +179,11 @@ def dense_search(
     _require_bi_encoder(model, "dense_search")
     if backend not in ("torch", "faiss"):
         raise IrlensError(f"unknown backend {backend!r}; use 'torch' or 'faiss'")
+    if backend == "faiss" and model.similarity_name not in ("dot", "cosine"):
+        raise IrlensError(
+            f"backend='faiss' supports dot and cosine similarity, not "
+            f"{model.similarity_name}; use backend='torch'"
+        )
     docs = encode_corpus(
         model, dataset, batch_size=batch_size, cache_dir=cache_dir, progress=progress
     )

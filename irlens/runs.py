@@ -25,12 +25,16 @@ def ranked(scores: Mapping[str, float], depth: int | None = None) -> list[str]:
 
 
 def save_run(run: Mapping[str, Mapping[str, float]], path: str | Path, tag: str = "irlens") -> Path:
-    """Write ``run`` in TREC format (``qid Q0 docid rank score tag``), atomically."""
+    """Write ``run`` in TREC format (``qid Q0 docid rank score tag``), atomically.
+
+    Scores are written as the shortest text that reads back as the same float (numpy
+    scalars included), so :func:`load_run` returns exactly the scores saved.
+    """
     path = Path(path)
     with atomic_path(path) as tmp, tmp.open("w") as fh:
         for qid in sorted(run):
             for rank, doc_id in enumerate(ranked(run[qid]), start=1):
-                fh.write(f"{qid} Q0 {doc_id} {rank} {run[qid][doc_id]!r} {tag}\n")
+                fh.write(f"{qid} Q0 {doc_id} {rank} {float(run[qid][doc_id])!r} {tag}\n")
     return path
 
 

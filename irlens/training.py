@@ -13,16 +13,18 @@ Data: a BEIR folder (its ``split`` qrels; negatives drawn from each query's BM25
 ``bm25_depth``, judged-relevant documents excluded) or an MS MARCO ``triples.train``
 TSV (query, positive, negative; its negatives are BM25's). Defaults are small enough
 for a CPU: 1 epoch, batch 16, learning rate 2e-5 with 10% warm-up, 256 tokens.
-Training needs ``pip install "sentence-transformers[train]"`` (datasets, accelerate).
+Training needs ``pip install "irlens[train]"`` (datasets, accelerate).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -137,7 +139,7 @@ def train_cross_encoder(
         from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     except ImportError as err:
         raise IrlensError("training needs datasets and accelerate: pip install "
-                          f"'sentence-transformers[train]' ({err})") from None
+                          f"'irlens[train]' ({err})") from None
     from irlens.models import load_model, resolve_model_path
     from irlens.models.loading import _pick_device
 
@@ -171,10 +173,14 @@ def train_cross_encoder(
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train,
                                       loss=BinaryCrossEntropyLoss(model))
         trainer.train()
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.model.save_pretrained(tmp)
-    model.tokenizer.save_pretrained(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:12]}")  # one per run
+    try:
+        model.model.save_pretrained(tmp)
+        model.tokenizer.save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     params = {"data": [str(s) for s in sources], "split": split, "base": base,
               "negatives": negatives, "random_negatives": random_negatives,
               "max_positives": max_positives, "epochs": epochs,
@@ -182,9 +188,7 @@ def train_cross_encoder(
               "max_length": max_length, "seed": seed, "loss": "BinaryCrossEntropyLoss",
               "warmup_ratio": 0.1}
     write_json(tmp / "irlens_training.json", {"parameters": params, "n_pairs": len(rows)})
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    _swap_in(tmp, out)
     result = TrainingResult(str(out), len(rows), sum(r[2] for r in rows), params,
                             seconds=0.0)
     eval_source = eval_data or next((s for s in sources if Path(s).is_dir() and
@@ -196,6 +200,24 @@ def train_cross_encoder(
     result.seconds = round(time.time() - start, 1)
     write_json(out / "irlens_training.json", asdict(result))
     return result
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Move the finished folder ``tmp`` to ``out``; an old ``out`` is moved aside first and
+    removed only once the new one is in place (put back if the move fails)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:12]}")
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def rerank_evaluation(model, data: str | Path, split: str = "test", depth: int = 100,

@@ -28,6 +28,7 @@ def test_help_explains_the_options():
         assert words in result.stdout
 
 
+@pytest.mark.real
 def test_bm25_on_scifact_subset_writes_json_and_run(data_dir, tmp_path):
     out, run_file = tmp_path / "out" / "results.json", tmp_path / "run.trec"
     result = evaluate_cli(
@@ -123,6 +124,23 @@ def test_bad_input_is_one_line_on_stderr(tmp_path, monkeypatch, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_strict_and_out_folder(tmp_path):
+    from irlens.evaluation import Evaluation
+
+    data = write_beir(tmp_path / "tiny")
+    qrels = data / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text() + "q1\tgone\t1\n")
+    with pytest.warns(UserWarning, match="1 of 6 judgements name documents missing"):
+        lenient = evaluate_cli("--model", "bm25", "--data", data, "--out", tmp_path / "ev")
+    assert lenient.exit_code == 0, lenient.stderr
+    saved = Evaluation.load(tmp_path / "ev")
+    assert saved.aggregate == json.loads(lenient.stdout)["aggregate"]
+    assert saved.to_frame()["query_id"].tolist() == ["q1", "q2", "q3"]
+    strict = evaluate_cli("--model", "bm25", "--data", data, "--strict")
+    assert strict.exit_code == 2 and strict.stdout == ""
+    assert re.match(r"error: .*1 of 6 judgements name documents missing", strict.stderr)
 
 
 @pytest.mark.real

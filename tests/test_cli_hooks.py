@@ -28,3 +28,23 @@ def test_hooks_on_a_missing_model_is_one_line():
     assert result.stderr.strip() == (
         "error: model path ./missing-model does not exist; pass an existing folder or 'default'"
     )
+
+
+def test_warnings_print_once_as_one_line_naming_what_happened(capsys):
+    """Python's default form points at a file and line inside typer; a warning raised in
+    every evaluation of a loop used to repeat inside the progress bar."""
+    import warnings
+
+    from irlens.cli._app import friendly_errors
+
+    @friendly_errors
+    def command() -> None:
+        for _ in range(3):
+            warnings.warn("8 of 8 documents were longer than 128 tokens\nand were cut",
+                          UserWarning, stacklevel=1)
+        warnings.warn("another thing happened", UserWarning, stacklevel=1)
+
+    command()
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["warning: 8 of 8 documents were longer than 128 tokens and "
+                                "were cut", "warning: another thing happened"]

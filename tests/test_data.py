@@ -71,6 +71,7 @@ def test_fingerprint_is_stable_and_follows_the_corpus(beir):
     assert load_dataset(beir).fingerprint != first
 
 
+@pytest.mark.real
 def test_real_collections_match_their_published_counts(data_dir):
     scifact = load_dataset(data_dir / "scifact")
     assert (len(scifact.corpus), len(scifact.queries)) == (5183, 300)
@@ -83,6 +84,7 @@ def test_real_collections_match_their_published_counts(data_dir):
     assert grades == {0, 1, 2, 3}
 
 
+@pytest.mark.real
 def test_subset_is_deterministic_and_keeps_every_judged_doc(data_dir):
     full = load_dataset(data_dir / "scifact")
     sub = load_dataset(data_dir / "scifact", max_docs=100, max_queries=25)
@@ -182,6 +184,38 @@ def test_duplicate_doc_id(beir):
     raises_one_line(r"corpus\.jsonl:7: duplicate _id 'd1'", load_dataset, beir)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_invalid_utf8_names_file_and_line(tmp_path, gz):
+    import gzip
+
+    beir = write_beir(tmp_path / "tiny", gz=gz)
+    path = beir / ("corpus.jsonl.gz" if gz else "corpus.jsonl")
+    data = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    lines = data.split(b"\n")
+    lines[2] = lines[2].replace(b"stock", b"st\xffck")  # a Latin-1 byte, not UTF-8
+    data = b"\n".join(lines)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    raises_one_line(r"corpus\.jsonl(\.gz)?:3: invalid UTF-8 \(byte 0xff at column \d+\)",
+                    load_dataset, beir)
+
+
+def test_judgements_of_missing_documents_warn_once_or_fail_when_strict(beir):
+    import warnings
+
+    qrels = beir / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text() + "q1\td404\t1\nq2\td405\t2\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(beir)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert re.search(r"2 of 7 judgements name documents missing from the corpus \(first: "
+                     r"query 'q1', document 'd404'\)", messages[0])
+    assert ds.qrels["q1"]["d404"] == 1  # kept: relevant but unretrievable, as in BEIR
+    raises_one_line(r"2 of 7 judgements name documents missing .*or load without strict",
+                    load_dataset, beir, strict=True)
+
+
 def test_ir_datasets_missing_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ir_datasets", None)
     raises_one_line(r"pip install irlens\[datasets\]", load_dataset, "beir/scifact/test")
@@ -200,6 +234,8 @@ def test_ir_datasets_id_is_loaded_through_ir_datasets(monkeypatch):
     fake = types.SimpleNamespace(load=lambda name: source)
     monkeypatch.setitem(sys.modules, "ir_datasets", fake)
     ds = load_dataset("some/collection/test")
+    assert ds.name == "some-collection-test"  # safe in output file names
+    assert ds.source == "ir_datasets:some/collection/test"
     assert ds.doc_texts() == ["T x", "y"]
     assert ds.queries == {"1": "find x"} and ds.qrels == {"1": {"a": 1}}
 
@@ -207,6 +243,7 @@ def test_ir_datasets_id_is_loaded_through_ir_datasets(monkeypatch):
 # --- samplers ----------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_sample_pairs_is_seeded_and_relevant(data_dir):
     ds = load_dataset(data_dir / "scifact")
     pairs = sample_pairs(ds, 50, seed=3)
@@ -216,6 +253,7 @@ def test_sample_pairs_is_seeded_and_relevant(data_dir):
     assert all(ds.qrels[q][d] >= 1 for q, d in pairs)
 
 
+@pytest.mark.real
 def test_graded_threshold_on_dl19(data_dir):
     ds = load_dataset(data_dir / "msmarco-dl19")
     pairs = sample_pairs(ds, None, seed=0, min_relevance=2)
@@ -237,6 +275,7 @@ def test_too_many_pairs_is_an_error(beir):
     )
 
 
+@pytest.mark.real
 def test_bm25_triplets_are_hard_negatives(data_dir):
     ds = load_dataset(data_dir / "scifact", max_docs=400, max_queries=40)
     triplets = sample_triplets(ds, 20, negatives="bm25", seed=1, bm25_depth=10)
@@ -269,6 +308,7 @@ def test_triplets_fail_when_no_negative_exists(beir):
     raises_one_line(r"unknown negatives 'hard'", sample_triplets, ds, 2, negatives="hard")
 
 
+@pytest.mark.real
 def test_msmarco_triples(data_dir, tmp_path):
     triplets = load_triples_tsv(data_dir / "msmarco-triples" / "triples.train.small.head1000.tsv")
     assert len(triplets) == 1000

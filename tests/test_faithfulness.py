@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from tiny import tiny_model, tiny_model_dir
@@ -99,62 +100,125 @@ def _encoder_calls(model):
     return calls, model.doc_encoder.register_forward_hook(lambda *_: calls.append(1))
 
 
-def test_study_table_resumes_from_its_checkpoint(bi, tmp_path):
+def test_study_resumes_pair_by_pair_and_refuses_another_config(bi, tmp_path):
     dataset = load_dataset(write_beir(tmp_path / "beir"), "test")
-    checkpoint = tmp_path / "study.partial.jsonl"
-    kwargs = dict(n_steps=3, max_doc_tokens=16, n_candidates=3, group_size=2,
-                  checkpoint=checkpoint)
+    out = tmp_path / "study"
+    kwargs = dict(n_steps=3, max_doc_tokens=16, n_candidates=3, out_dir=out)
     table = faithfulness_study(bi, dataset, 3, **kwargs)
     assert len(table.records) == 3 * len(DEFAULT_METHODS)
-    summary = {row["method"]: row for row in table.summary()}
-    assert list(summary) == list(DEFAULT_METHODS)
-    assert all(row["pairs"] == 3 for row in summary.values())
-    assert summary["ig-mask"]["relative_gap"] is not None
-    assert summary["random"]["relative_gap"] is None
     assert all(r["n_candidates"] == 3 for r in table.records)
+    jobs = sorted((out / "jobs").iterdir())
+    assert [j.name for j in jobs] == ["pair-00000", "pair-00001", "pair-00002"]
 
     calls, handle = _encoder_calls(bi)
     try:
         again = faithfulness_study(bi, dataset, 3, **kwargs)
     finally:
         handle.remove()
-    assert calls == [] and again.records == table.records
+    assert calls == [] and again.records == table.records  # nothing recomputed
 
-    lines = checkpoint.read_text().splitlines()
-    checkpoint.write_text(lines[0] + "\n" + lines[1][:40])  # second group cut mid-line
+    import shutil
+
+    shutil.rmtree(jobs[1])  # an interruption during the second pair
+    stamp = (jobs[0] / "manifest.json").stat().st_mtime_ns
     resumed = faithfulness_study(bi, dataset, 3, **kwargs)
+    assert (jobs[0] / "manifest.json").stat().st_mtime_ns == stamp
     for a, b in zip(resumed.records, table.records, strict=True):
-        assert a.keys() == b.keys()
         for key in ("qid", "doc_id", "method", "k", "rank"):
             assert a[key] == b[key]
         assert a["comprehensiveness_score"] == pytest.approx(b["comprehensiveness_score"],
                                                              abs=1e-5)
+    with pytest.raises(IrlensError, match="cannot be resumed: its config differs in top_k"):
+        faithfulness_study(bi, dataset, 3, **{**kwargs, "top_k": 0.5})
+    other = load_dataset(write_beir(tmp_path / "beir2"), "train")
+    with pytest.raises(IrlensError, match="cannot be resumed: .*"):
+        faithfulness_study(bi, other, 1, **kwargs)
 
-    path = table.save(tmp_path / "table.json")
-    loaded = FaithfulnessTable.load(path)
-    assert loaded.records == table.records and loaded.config == table.config
+    loaded = FaithfulnessTable.load(out / "table")
+    assert loaded.records == resumed.records and loaded.config == resumed.config
+    assert repr(loaded).startswith("<FaithfulnessTable 3 pairs x 5 methods model=")
+
+
+def test_aggregate_matches_numpy_and_scipy(bi, tmp_path):
+    import numpy as np
+    from scipy import stats
+
+    dataset = load_dataset(write_beir(tmp_path / "beir"), "test")
+    table = faithfulness_study(bi, dataset, 3, ["ig-mask", "random"], n_steps=2,
+                               max_doc_tokens=16, n_candidates=3)
+    agg = table.aggregate().set_index("method")
+    assert list(agg.index) == ["ig-mask", "random"] and (agg["pairs"] == 3).all()
+    for method in ("ig-mask", "random"):
+        values = [r["comprehensiveness_score"] for r in table.records if r["method"] == method]
+        assert agg.loc[method, "comprehensiveness_score"] == pytest.approx(np.mean(values))
+        assert agg.loc[method, "comprehensiveness_score_se"] == pytest.approx(
+            stats.sem(values))
+    assert not math.isnan(agg.loc["ig-mask", "relative_gap"])
+    assert math.isnan(agg.loc["random", "relative_gap"])
     markdown = table.to_markdown()
-    assert markdown.count("\n") == 1 + len(DEFAULT_METHODS)
-    assert "| sig-mask | 3 |" in markdown
+    assert markdown.count("\n") == 1 + 2 and "| random | 3 |" in markdown
+    one = faithfulness_study(bi, dataset, 1, ["ig-mask"], n_steps=2, max_doc_tokens=16,
+                             n_candidates=3)
+    row = one.to_markdown().splitlines()[2]
+    value = one.records[0]["comprehensiveness_score"]
+    assert f"| {value:.3f} |" in row and "±" not in row  # one pair: no standard error
 
 
-def test_faithfulness_cli_writes_the_table(tiny_root, tmp_path):
+def test_random_control_draws_anew_for_every_pair(bi, tmp_path):
+    dataset = load_dataset(write_beir(tmp_path / "beir"), "test")
+    table = faithfulness_study(bi, dataset, 3, ["random"], max_doc_tokens=16, n_candidates=3)
+    ranks = []
+    for r in table.records:
+        explained = [v for v in r["token_scores"] if v != 0]
+        ranks.append(tuple(np.argsort(explained)[:3]))
+    assert len(set(ranks)) > 1
+
+
+def test_faithfulness_cli_writes_the_study_folder(tiny_root, tmp_path):
     folder = tiny_model_dir(tiny_root, "bert", "bi")
     data = write_beir(tmp_path / "beir")
-    out = tmp_path / "out" / "table.json"
-    result = CliRunner().invoke(app, [
-        "faithfulness", "--model", str(folder), "--data", str(data), "--pairs", "2",
-        "--n-steps", "2", "--max-doc-tokens", "12", "--candidates", "2",
-        "--methods", "ig-mask,sig-mask,random", "--device", "cpu", "--output", str(out)])
+    out = tmp_path / "out"
+    args = ["faithfulness", "--model", str(folder), "--data", str(data), "--n-steps", "2",
+            "--max-doc-tokens", "12", "--candidates", "2", "--methods",
+            "ig-mask,sig-mask,random", "--device", "cpu", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--pairs", "2"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(out.read_text())
-    assert [row["method"] for row in payload["summary"]] == ["ig-mask", "sig-mask", "random"]
-    assert payload["config"]["n_steps"] == 2 and len(payload["records"]) == 6
-    assert not out.with_name(out.name + ".partial.jsonl").exists()
+    table = FaithfulnessTable.load(out / "table")
+    assert [r["method"] for r in table.records[:3]] == ["ig-mask", "sig-mask", "random"]
+    assert table.config["n_steps"] == 2 and len(table.records) == 6
     assert "| ig-mask | 2 |" in result.stdout
+    assert result.stderr.count("faithfulness:") >= 1 and "2/2" in result.stderr  # per pair
+    printed = CliRunner().invoke(app, [*args, "--pairs", "2", "--json"])
+    assert printed.exit_code == 0, printed.output
+    payload = json.loads(printed.stdout)  # stdout is the JSON alone
+    assert [row["method"] for row in payload["summary"]] == ["ig-mask", "sig-mask", "random"]
+    one = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "one"), "--pairs", "1"])
+    assert one.exit_code == 0, one.output  # used to crash: the standard error of one pair
+    assert "| ig-mask | 1 |" in one.stdout
 
+
+@pytest.mark.parametrize("args, message", [
+    (["--pairs", "0"], "error: pairs must be an integer >= 1, got 0"),
+    (["--pairs", "-2"], "error: pairs must be an integer >= 1, got -2"),
+    (["--methods", "ig,lime"], "error: unknown attribution method 'lime'; use ig, sig, "
+                               "occlusion, gxi, random (ig, sig and occlusion take a "
+                               "baseline suffix, e.g. ig-pad, sig-mask)"),
+    (["--steps", "0"], "error: n_steps must be an integer >= 1 for gausslegendre, got 0"),
+    (["--top-k", "2"], r"error: top_k is a fraction of tokens in (0, 1], got 2.0"),
+])
+def test_faithfulness_options_are_refused_before_data_and_model_load(args, message):
+    res = CliRunner().invoke(app, ["faithfulness", "--model", "/no/such/model", "--data",
+                                   "/no/such/data", *args])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == message
+
+
+def test_faithfulness_cli_too_many_pairs_is_one_line(tiny_root, tmp_path):
+    folder = tiny_model_dir(tiny_root, "bert", "bi")
+    data = write_beir(tmp_path / "beir")
     bad = CliRunner().invoke(app, ["faithfulness", "--model", str(folder), "--data", str(data),
-                                   "--pairs", "50", "--device", "cpu"])
+                                   "--pairs", "50", "--device", "cpu", "--out",
+                                   str(tmp_path / "o")])
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: asked for 50 pairs but beir (test) has only 4")
 

@@ -159,3 +159,60 @@ def test_real_model_hooks(default_model):
     with ablate(model, "layer.3.ffn.post"):
         assert abs(model.score(Q, D).item() - before.item()) > 1e-3
     assert torch.equal(model.score(Q, D), before) and _no_hooks_left(model)
+
+
+def test_capture_with_grad_under_no_grad_is_refused(tiny_root):
+    model = tiny_model(tiny_root, "bert", pooling="mean", similarity="dot")
+    with torch.no_grad(), pytest.raises(IrlensError, match=r"inside torch.no_grad\(\)"):
+        with capture(model, "layer.0.ffn.post", grad=True):
+            pass
+    with pytest.raises(IrlensError, match=r"computed under torch.no_grad\(\) \(e.g. encode_docs"):
+        with capture(model, "layer.0.ffn.post", grad=True):
+            model.encode_docs(D)  # a no-grad forward inside a grad capture
+    assert _no_hooks_left(model)
+
+
+def test_fingerprint_covers_every_ablation_setting(tiny_root):
+    model = tiny_model(tiny_root, "bert")
+    name = "layer.1.ffn.post"
+
+    def fingerprint(**kwargs) -> str:
+        with ablate(model, name, **kwargs):
+            assert model.cacheable
+            return model.fingerprint
+
+    ones, twos = {name: torch.ones(48)}, {name: torch.full((48,), 2.0)}
+    assert fingerprint(how="mean", values=ones) != fingerprint(how="mean", values=twos)
+    # equal content in new objects is the same intervention (a cache hit, not a new entry)
+    assert fingerprint(how="mean", values=ones) == fingerprint(how="mean",
+                                                               values={name: torch.ones(48)})
+    assert fingerprint(positions=[1, 2]) == fingerprint(positions=[1, 2])
+    assert fingerprint(positions=[1, 2]) != fingerprint(positions=[1, 3])
+    assert fingerprint(units=[1]) != fingerprint(units=torch.tensor([2]))
+    bf16 = {name: torch.ones(48, dtype=torch.bfloat16)}  # hashed by its bytes, any dtype
+    assert fingerprint(how="mean", values=bf16) != fingerprint(how="mean", values=ones)
+    with ablate(model, name, side="query"):
+        query_side = model.fingerprint
+    assert query_side != fingerprint()
+    intact = model.fingerprint
+    assert intact not in {query_side, fingerprint()} and model.cacheable
+
+
+def test_function_edits_make_the_model_uncacheable(tiny_root):
+    model = tiny_model(tiny_root, "bert")
+
+    def halve(act, ctx):
+        return act / 2
+
+    seen = []
+    for _ in range(2):
+        with intervene(model, {"layer.0.ffn.out": halve}):
+            assert not model.cacheable
+            seen.append(model.fingerprint)
+        with ablate(model, "layer.0.ffn.out", how=lambda a: a * 0.5):
+            assert not model.cacheable
+            seen.append(model.fingerprint)
+    assert len(set(seen)) == 4  # never shared, even for the same function object
+    with intervene(model, {"layer.0.ffn.out": halve}, label="halve"):
+        assert model.cacheable
+    assert model.cacheable

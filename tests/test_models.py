@@ -114,6 +114,20 @@ def test_bad_input_messages(tiny_root, tmp_path, monkeypatch):
         load_model("default", device="tpu")
 
 
+def test_unknown_model_offline_is_refused_before_any_hub_call(monkeypatch):
+    import transformers
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub (or its cache lookup with retries) was called")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_hub)
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", no_hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(IrlensError, match=r"^unknown model 'no-such-org/no-such-model': not "
+                                          r"found locally"):
+        load_model("no-such-org/no-such-model", device="cpu")
+
+
 def test_long_documents_are_truncated_with_a_count(tiny_root):
     model = tiny_model(tiny_root, "bert")
     long_doc = "word " * 500
@@ -123,3 +137,64 @@ def test_long_documents_are_truncated_with_a_count(tiny_root):
     cross = tiny_model(tiny_root, "bert", "cross")
     with pytest.warns(UserWarning, match=r"^1 of 1 query-document pairs were longer"):
         cross.predict(Q, [long_doc])
+
+
+def _st_folder(tiny_root, tmp_path, name: str, mode: str, include_prompt: bool,
+               similarity: str, dense: bool, normalize: bool):
+    """A tiny sentence-transformers folder built from sentence-transformers' own modules."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
+
+    torch.manual_seed(3)
+    body = Transformer(str(tiny_model_dir(tiny_root, "bert", "bi")), max_seq_length=64)
+    modules = [body, Pooling(32, mode, include_prompt=include_prompt)]
+    if dense:
+        modules.append(Dense(32, 16, activation_function=torch.nn.Tanh()))
+    if normalize:
+        modules.append(Normalize())
+    st = SentenceTransformer(modules=modules, device="cpu", similarity_fn_name=similarity,
+                             prompts={"query": "query: ", "document": "passage: "})
+    st.save(str(tmp_path / name))
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    "mode,include_prompt,similarity,dense,normalize",
+    [("mean", False, "euclidean", True, True), ("cls", True, "manhattan", True, False),
+     ("max", False, "dot", False, False), ("mean", True, "cosine", True, True)])
+def test_sentence_transformers_folder_scores_like_sentence_transformers(
+        tiny_root, tmp_path, mode, include_prompt, similarity, dense, normalize):
+    from sentence_transformers import SentenceTransformer
+
+    folder = _st_folder(tiny_root, tmp_path, "st", mode, include_prompt, similarity, dense,
+                        normalize)
+    st = SentenceTransformer(str(folder), device="cpu")
+    model = load_model(str(folder), device="cpu")
+    assert model.similarity_name == similarity
+    queries = ["what do cats eat", "salmon"]
+    docs = D + ["dogs bark at night", "mice eat grain and seeds"]
+    q_ref = st.encode_query(queries, convert_to_tensor=True)
+    d_ref = st.encode_document(docs, convert_to_tensor=True)
+    q, d = model.encode_queries(queries), model.encode_docs(docs)
+    assert q.shape[-1] == (16 if dense else 32)
+    torch.testing.assert_close(q, q_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(d, d_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model.similarity(q, d), st.similarity(q_ref, d_ref),
+                               atol=1e-4, rtol=1e-4)
+    pairs = model.score(queries, docs[:2])
+    torch.testing.assert_close(pairs.detach(), st.similarity_pairwise(q_ref, d_ref[:2]),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_sentence_transformers_folder_with_an_unsupported_order_is_refused(tiny_root, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
+
+    body = Transformer(str(tiny_model_dir(tiny_root, "bert", "bi")))
+    st = SentenceTransformer(modules=[body, Pooling(32, "mean"), Normalize(), Dense(32, 8)],
+                             device="cpu")
+    st.save(str(tmp_path / "odd"))
+    with pytest.raises(IrlensError, match=r"has a Dense module after pooling and Normalize"):
+        load_model(str(tmp_path / "odd"), device="cpu")

@@ -35,11 +35,19 @@ def beir(tmp_path_factory):
     return write_beir(tmp_path_factory.mktemp("beir"))
 
 
+STUDY = StudyConfig(n_triplets=2, keep="all", shard_size=2, n_steps=2)
+
+
 @pytest.fixture(scope="module")
 def bi_study(tiny_root, beir, tmp_path_factory):
     model = tiny_model(tiny_root, "bert", "bi", pooling="mean", similarity="dot")
-    config = StudyConfig(n_triplets=2, keep="all", shard_size=2, n_steps=2)
-    return run_study(model, beir, tmp_path_factory.mktemp("s") / "s", config, progress=False)
+    return run_study(model, beir, tmp_path_factory.mktemp("s") / "s", STUDY, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cross_study(tiny_root, beir, tmp_path_factory):
+    model = tiny_model(tiny_root, "bert", "cross")
+    return run_study(model, beir, tmp_path_factory.mktemp("c") / "c", STUDY, progress=False)
 
 
 def _selection(units: dict[str, list[int]]) -> Selection:
@@ -94,10 +102,11 @@ def test_mean_ablation_uses_unit_means(tiny_root, beir):
 
 @pytest.mark.parametrize("kind", ["bi", "cross"])
 def test_evaluation_has_intact_relevance_random_rows_and_resumes(tiny_root, beir, bi_study,
-                                                                  kind, tmp_path):
+                                                                  cross_study, kind, tmp_path):
     extra = {"pooling": "mean", "similarity": "dot"} if kind == "bi" else {}
     model = tiny_model(tiny_root, "bert", kind, **extra)
-    result = evaluate_pruning(model, beir, bi_study, SMALL, out_dir=tmp_path, progress=False)
+    study = bi_study if kind == "bi" else cross_study
+    result = evaluate_pruning(model, beir, study, SMALL, out_dir=tmp_path, progress=False)
     rows = result.rows
     assert len(rows) == 1 + 2 * (1 + 2) + 2 * (1 + 2)
     assert set(rows["selection"]) == {"intact", "relevance", "random"}
@@ -107,28 +116,148 @@ def test_evaluation_has_intact_relevance_random_rows_and_resumes(tiny_root, beir
     summary = result.summary()
     assert list(summary["experiment"]) == ["curve", "curve", "layer", "layer"]
     assert (summary["seeds"] == 2).all()
-    path = tmp_path / f"pruning-{beir.name}.parquet"
-    stamp = path.stat().st_mtime_ns
-    again = evaluate_pruning(model, beir, bi_study, SMALL, out_dir=tmp_path, progress=False)
-    assert path.stat().st_mtime_ns == stamp  # nothing recomputed
+    run = tmp_path / f"pruning-{beir.name}"
+    jobs = sorted((run / "jobs").iterdir())
+    stamps = [j.stat().st_mtime_ns for j in jobs]
+    again = evaluate_pruning(model, beir, study, SMALL, out_dir=tmp_path, progress=False)
+    assert [j.stat().st_mtime_ns for j in jobs] == stamps  # nothing recomputed
     assert again.rows["key"].tolist() == rows["key"].tolist()
-    assert PruningResult.from_parquet(path).parameters["ranking"]
+    back = PruningResult.load(run)
+    assert back.parameters["ranking"] and back.rows.equals(again.rows)
     more = PruningConfig(**{**SMALL.__dict__, "seeds": 3})  # one more seed per p and layer
-    grown = evaluate_pruning(model, beir, bi_study, more, out_dir=tmp_path, progress=False)
+    grown = evaluate_pruning(model, beir, study, more, out_dir=tmp_path, progress=False)
     assert len(grown.rows) == len(rows) + 4
+    assert [j.stat().st_mtime_ns for j in jobs] == stamps  # finished evaluations reused
     kept = grown.rows.set_index("key").loc[rows["key"], "nDCG@10"]
-    assert kept.tolist() == rows["nDCG@10"].tolist()  # finished evaluations reused
+    assert kept.tolist() == rows["nDCG@10"].tolist()
     other = PruningConfig(**{**SMALL.__dict__, "depth": 7})
-    with pytest.raises(IrlensError, match="holds a different pruning run.*depth"):
-        evaluate_pruning(model, beir, bi_study, other, out_dir=tmp_path, progress=False)
+    with pytest.raises(IrlensError, match="cannot be resumed: its config differs in depth"):
+        evaluate_pruning(model, beir, study, other, out_dir=tmp_path, progress=False)
 
 
-def test_pruning_every_unit_hurts_and_random_controls_differ(tiny_root, beir, bi_study):
-    model = tiny_model(tiny_root, "bert", "bi", pooling="mean", similarity="dot")
-    config = PruningConfig(ps=(100.0,), seeds=1, layer_p=None, pool="judged+bm25")
-    rows = evaluate_pruning(model, beir, bi_study, config, progress=False).rows
-    assert rows["n_units"].max() == 96
-    assert rows.loc[rows["selection"] == "relevance", "p"].tolist() == [100.0]
+def test_a_study_of_another_model_kind_is_refused(tiny_root, beir, bi_study):
+    """Before the fix only unit counts were compared: a bi-encoder study passed for a
+    cross-encoder with the same layers and units."""
+    cross = tiny_model(tiny_root, "bert", "cross")
+    with pytest.raises(IrlensError, match="made with a BiEncoder .* not a CrossEncoder") as e:
+        evaluate_pruning(cross, beir, bi_study, SMALL, progress=False)
+    assert "\n" not in str(e.value)
+
+
+def test_a_study_of_other_weights_with_the_same_shape_is_refused(tiny_root, beir, bi_study):
+    other = tiny_model(tiny_root, "bert", "bi", seed=1, pooling="mean", similarity="dot")
+    with pytest.raises(IrlensError, match="does not fit: it was made by model"):
+        evaluate_pruning(other, beir, bi_study, SMALL, progress=False)
+
+
+def test_resume_with_another_study_or_a_retrained_model_is_refused(tiny_root, beir, bi_study,
+                                                                   tmp_path):
+    """Before the fix both silently reused the old rows of the same --out."""
+    import shutil
+
+    from irlens.models import load_model
+
+    config = PruningConfig(ps=(10.0,), seeds=1, layer_p=None, pool="bm25", depth=3)
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir(tiny_root, "bert", "bi"), model_dir)
+    model = load_model(str(model_dir), device="cpu", pooling="mean", similarity="dot")
+    scores = bi_study.scores
+    evaluate_pruning(model, beir, scores, config, out_dir=tmp_path / "out", progress=False)
+    flipped = scores.assign(relevant=-scores["relevant"])  # another study's scores
+    with pytest.raises(IrlensError, match="cannot be resumed: its config differs in "
+                       "neurons_id"):
+        evaluate_pruning(model, beir, flipped, config, out_dir=tmp_path / "out",
+                         progress=False)
+    # retrain: other weights written to the same model folder
+    other = tiny_model_dir(tiny_root, "bert", "bi", seed=1)
+    shutil.copy(other / "model.safetensors", model_dir / "model.safetensors")
+    retrained = load_model(str(model_dir), device="cpu", pooling="mean", similarity="dot")
+    assert retrained.model_id == model.model_id
+    with pytest.raises(IrlensError, match="cannot be resumed: it was made by model"):
+        evaluate_pruning(retrained, beir, scores, config, out_dir=tmp_path / "out",
+                         progress=False)
+
+
+def test_prune_accepts_the_folder_irlens_neurons_wrote(tiny_root, beir, tmp_path):
+    from irlens.neurons.study import resolve_neurons, run_neurons
+
+    model = tiny_model(tiny_root, "bert", "cross")
+    out = tmp_path / "n"
+    run_neurons(model, beir, out, ood=[beir], config=STUDY, p=10, progress=False)
+    study, note = resolve_neurons(out)
+    assert study.folder == out / beir.name
+    assert f"also holds {beir.name}-1, fusion" in note
+    assert resolve_neurons(out, "fusion")[0].folder == out / "fusion"
+    with pytest.raises(IrlensError, match=f"no study 'x' in .*it holds {beir.name}, "):
+        resolve_neurons(out, "x")
+    runner = CliRunner()
+    args = ["prune", "--neurons", str(out), "--data", str(beir), "--model",
+            str(tiny_model_dir(tiny_root, "bert", "cross")), "--p", "10", "--seeds", "2",
+            "--layer-p", "0", "--depth", "3", "--out", str(tmp_path / "p")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "using the in-domain study" in result.stderr
+
+
+def test_pruning_matches_zeroed_weights_scored_by_hand(tiny_root, beir, cross_study):
+    """Independent reference: zeroing FFN units (post-activation) equals zeroing the
+    matching input columns of the FFN output layer; rerank BM25's candidates with that
+    edited copy and score the run with ir_measures directly."""
+    import ir_measures
+
+    from irlens.data import load_dataset
+    from irlens.retrieval import bm25_search
+
+    model = tiny_model(tiny_root, "bert", "cross")
+    config = PruningConfig(ps=(25.0,), seeds=1, layer_p=None, depth=4, metrics=("nDCG@10",))
+    rows = evaluate_pruning(model, beir, cross_study, config, progress=False).rows
+    got = rows.set_index("selection")["nDCG@10"]
+    sel = select(cross_study.scores, 25.0)
+    edited = tiny_model(tiny_root, "bert", "cross")
+    with torch.no_grad():
+        for hook, units in sel.units.items():
+            layer = int(hook.split(".")[1])
+            edited.model.bert.encoder.layer[layer].output.dense.weight[:, units] = 0
+    dataset = load_dataset(beir)
+    candidates = bm25_search(dataset, k=4, progress=False)
+    judged = [q for q in dataset.queries if dataset.qrels.get(q)]
+
+    def ndcg(m) -> float:
+        run = []
+        for qid in judged:
+            docs = list(candidates.get(qid, {}))
+            scores = m.score([dataset.queries[qid]] * len(docs),
+                             [dataset.corpus[d].contents for d in docs]).detach()
+            run += [ir_measures.ScoredDoc(qid, d, float(s))
+                    for d, s in zip(docs, scores, strict=True)]
+        qrels = [ir_measures.Qrel(q, d, g) for q in judged for d, g in dataset.qrels[q].items()]
+        return ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[
+            ir_measures.nDCG @ 10]
+
+    assert got["intact"] == pytest.approx(ndcg(model), abs=1e-6)
+    assert got["relevance"] == pytest.approx(ndcg(edited), abs=1e-6)
+
+
+def test_summary_excess_drop_and_ci_match_scipy():
+    import pandas as pd
+    from scipy import stats
+
+    rows = [{"dataset": "d", "experiment": "curve", "layer": -1, "p": 0.0,
+             "selection": "intact", "seed": -1, "n_units": 0, "m": 0.5},
+            {"dataset": "d", "experiment": "curve", "layer": -1, "p": 1.0,
+             "selection": "relevance", "seed": -1, "n_units": 3, "m": 0.2}]
+    rows += [{"dataset": "d", "experiment": "curve", "layer": -1, "p": 1.0,
+              "selection": "random", "seed": s, "n_units": 3, "m": 0.5} for s in range(3)]
+    row = PruningResult.of(pd.DataFrame(rows), {"metrics": ["m"]}).summary().iloc[0]
+    assert row["m excess"] == pytest.approx(0.3)  # random units cost nothing: no inf ratio
+    assert row["m excess lo"] == pytest.approx(0.3) == row["m excess hi"]
+    assert row["m verdict"] == "above"
+    drops = np.array([0.1, 0.0, 0.5])
+    rows[2:] = [{**rows[2], "seed": s, "m": 0.5 - d} for s, d in enumerate(drops)]
+    row = PruningResult.of(pd.DataFrame(rows), {"metrics": ["m"]}).summary().iloc[0]
+    lo, hi = stats.t.interval(0.95, 2, loc=0.3 - drops.mean(), scale=stats.sem(drops))
+    assert (row["m excess lo"], row["m excess hi"]) == pytest.approx((lo, hi))
+    assert lo < 0 < hi and row["m verdict"] == "within"
 
 
 def test_bm25_pool_ranks_the_cross_encoder_candidates(tiny_root, beir, bi_study):
@@ -139,7 +268,7 @@ def test_bm25_pool_ranks_the_cross_encoder_candidates(tiny_root, beir, bi_study)
     assert ((result.rows["nDCG@10"] >= 0) & (result.rows["nDCG@10"] <= 1)).all()
 
 
-def test_bad_input_gives_one_line_errors(tiny_root, beir, bi_study, default_model):
+def test_bad_input_gives_one_line_errors(tiny_root, beir, bi_study):
     model = tiny_model(tiny_root, "bert", "bi", pooling="mean", similarity="dot")
     cases = [
         (PruningConfig(ps=(0.0,)), r"p must be a percentage in \(0, 100\]"),
@@ -152,8 +281,9 @@ def test_bad_input_gives_one_line_errors(tiny_root, beir, bi_study, default_mode
         with pytest.raises(IrlensError, match=message) as info:
             evaluate_pruning(model, beir, bi_study, config, progress=False)
         assert "\n" not in str(info.value)
-    with pytest.raises(IrlensError, match="made for a model with 2 layers"):
-        evaluate_pruning(default_model, beir, bi_study, SMALL, progress=False)
+    distil = tiny_model(tiny_root, "distilbert", "bi")  # same kind and unit counts
+    with pytest.raises(IrlensError, match="does not fit: it was made by model .*bert-bi"):
+        evaluate_pruning(distil, beir, bi_study, SMALL, progress=False)
     with pytest.raises(IrlensError, match="empty selection"):
         with prune(model, _selection({"layer.0.ffn.post": []})):
             pass
@@ -171,20 +301,23 @@ def test_report_and_plots(tiny_root, beir, bi_study, tmp_path):
     assert '"dataset": "' in result.to_json()
 
 
-def test_cli_prune(tiny_root, beir, bi_study, tmp_path):
+def test_cli_prune(tiny_root, beir, cross_study, tmp_path):
     runner = CliRunner()
-    model = tiny_model_dir(tiny_root, "bert", "bi")
-    args = ["prune", "--neurons", str(bi_study.folder), "--data", str(beir), "--model",
+    model = tiny_model_dir(tiny_root, "bert", "cross")
+    args = ["prune", "--neurons", str(cross_study.folder), "--data", str(beir), "--model",
             str(model), "--p", "5,10", "--seeds", "2", "--layer-p", "10", "--out",
             str(tmp_path), "--device", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "curve.png").is_file() and (tmp_path / "report.html").is_file()
-    assert "nDCG@10 ratio" in result.stdout
+    assert "nDCG@10 excess" in result.stdout and "nDCG@10 95% CI" in result.stdout
+    table = result.stdout.splitlines()
+    assert table[1].split()[2] == "all"  # the whole-model curve, not layer -1
+    assert "excess = relevance drop minus the mean random drop" in result.stdout
     bad = runner.invoke(app, [*args[:7], "--p", "0.1,abc"])
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
     combined = runner.invoke(app, ["report", "--pruning", str(tmp_path), "--neurons",
-                                   str(bi_study.folder), "--out", str(tmp_path / "all")])
+                                   str(cross_study.folder), "--out", str(tmp_path / "all")])
     assert combined.exit_code == 0, combined.output
     assert "data:image/png;base64," in (tmp_path / "all" / "report.html").read_text()
     assert (tmp_path / "all" / "layers.png").is_file()
@@ -196,7 +329,7 @@ def test_cli_prune(tiny_root, beir, bi_study, tmp_path):
     assert names == {beir.name, f"{beir.name} (relevant, ffn)"}
     empty = runner.invoke(app, ["report", "--pruning", str(tmp_path / "all"), "--out",
                                 str(tmp_path / "x")])
-    assert empty.exit_code == 2 and "no pruning-*.parquet" in empty.output
+    assert empty.exit_code == 2 and "no finished pruning run" in empty.output
 
 
 @pytest.mark.real

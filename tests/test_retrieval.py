@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from tiny import tiny_model
 from tiny_data import write_beir
 
-from irlens.data import Dataset, load_dataset
+from irlens.data import Dataset, Document, load_dataset
 from irlens.errors import IrlensError
 from irlens.evaluation import Evaluation, evaluate
 from irlens.retrieval import (
@@ -54,6 +55,7 @@ def cross(tiny_root):
 # --- BM25 --------------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_bm25_on_scifact_reproduces_anserini_flat(data_dir):
     ds = load_dataset(data_dir / "scifact")
     run = bm25_search(ds, k=100, progress=False)
@@ -77,6 +79,25 @@ def test_bm25_unknown_stemmer(tiny):
 # --- encoding and dense search -----------------------------------------------------------
 
 
+class _Forwards:
+    """Counts the document encoder's forward passes (and can stop the n-th one)."""
+
+    def __init__(self, model, stop_at: int | None = None):
+        self.model, self.stop_at, self.count = model, stop_at, 0
+
+    def __enter__(self):
+        def hook(module, args, output):
+            self.count += 1
+            if self.count == self.stop_at:
+                raise KeyboardInterrupt
+
+        self.handle = self.model.doc_encoder.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
 def test_encode_corpus_matches_encode_docs_and_is_cached(bi, tiny, tmp_path):
     cache = tmp_path / "cache"
     vectors = encode_corpus(bi, tiny, batch_size=2, cache_dir=cache, progress=False)
@@ -85,59 +106,151 @@ def test_encode_corpus_matches_encode_docs_and_is_cached(bi, tiny, tmp_path):
     (folder,) = (cache / "embeddings").iterdir()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["n_docs"] == 6 and manifest["dataset_fingerprint"] == tiny.fingerprint
-    assert not list(folder.glob("partial-*"))  # chunks are folded into one file
-    # a second call reads the file: prove it by planting a marker there
-    np.save(folder / "embeddings.npy", np.full((6, vectors.shape[1]), 7.0, dtype=np.float32))
-    again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
-    assert torch.all(again == 7.0)
+    assert manifest["shape"] == [6, 32] and manifest["checksum"].startswith("blake2b:")
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "embeddings.npy",
+                                                         "manifest.json"]
+    with _Forwards(bi) as forwards:  # a second call reads the file
+        again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    assert forwards.count == 0 and torch.equal(again, vectors)
 
 
-def test_cache_key_follows_model_and_corpus(bi, tiny_root, tiny, tmp_path):
-    cache = tmp_path / "cache"
-    encode_corpus(bi, tiny, cache_dir=cache, progress=False)
-    encode_corpus(
-        tiny_model(tiny_root, "bert", "bi", seed=1), tiny, cache_dir=cache, progress=False
-    )
-    encode_corpus(bi, tiny.subset(max_docs=5, max_queries=1), cache_dir=cache, progress=False)
-    assert len(list((cache / "embeddings").iterdir())) == 3
-
-
-def test_env_var_sets_the_cache_dir(bi, tiny, tmp_path, monkeypatch):
-    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "env"))
-    encode_corpus(bi, tiny, progress=False)
-    assert list((tmp_path / "env" / "embeddings").glob("*/embeddings.npy"))
-
-
-def test_interrupted_encoding_resumes_from_saved_chunks(bi, tiny, tmp_path):
-    cache = tmp_path / "cache"
-    passes: list[int] = []
-
-    def interrupt_third_pass(module, args, kwargs, output):
-        passes.append(1)
-        if len(passes) == 3:
-            raise KeyboardInterrupt
-
-    handle = bi.doc_encoder.register_forward_hook(interrupt_third_pass, with_kwargs=True)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False)
-    finally:
-        handle.remove()
+def _damage_and_reload(bi, tiny, cache, damage):
+    first = encode_corpus(bi, tiny, cache_dir=cache, progress=False).clone()
     (folder,) = (cache / "embeddings").iterdir()
-    assert len(list(folder.glob("partial-1/*.npy"))) == 2
+    damage(folder / "embeddings.npy")
+    with pytest.warns(UserWarning, match=r"embedding cache .* is damaged"), \
+            _Forwards(bi) as forwards:
+        again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    assert forwards.count > 0
+    torch.testing.assert_close(again, first, atol=1e-6, rtol=0)
+    with _Forwards(bi) as forwards:  # repaired: the next call reads it again
+        encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    assert forwards.count == 0
+
+
+def test_a_truncated_cache_file_is_recomputed(bi, tiny, tmp_path):
+    def truncate(path):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) - 40])
+
+    _damage_and_reload(bi, tiny, tmp_path / "cache", truncate)
+
+
+def test_a_cache_matrix_with_shifted_rows_is_recomputed(bi, tiny, tmp_path):
+    def shift(path):
+        np.save(path, np.roll(np.load(path), 1, axis=0))  # still loads, every row wrong
+
+    _damage_and_reload(bi, tiny, tmp_path / "cache", shift)
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_an_entry_without_checksum_is_spot_checked(bi, tiny, tmp_path, shift):
+    """Entries from an older irlens: kept (and given a checksum) when fresh rows agree."""
+    cache = tmp_path / "cache"
+    first = encode_corpus(bi, tiny, cache_dir=cache, progress=False).clone()
+    (folder,) = (cache / "embeddings").iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in ("shape", "dtype", "checksum"):
+        del manifest[key]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    if shift:
+        np.save(folder / "embeddings.npy", np.roll(first.numpy(), 1, axis=0))
+        with pytest.warns(UserWarning, match=r"no checksum recorded .* rows differ"):
+            again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+    else:
+        with _Forwards(bi) as forwards:
+            again = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+        assert forwards.count == 1  # one small batch of spot-checked rows, not the corpus
+    torch.testing.assert_close(again, first, atol=1e-6, rtol=0)
+    assert json.loads((folder / "manifest.json").read_text())["checksum"].startswith("blake2b")
+
+
+def _writer(model, data: str, cache, out, barrier) -> None:
+    """One run of encode_corpus in a forked process, started with the other one."""
+    torch.set_num_threads(1)
+    model.doc_encoder.register_forward_hook(lambda *a: time.sleep(0.02))  # a slow encoder
+    dataset = load_dataset(data)
+    barrier.wait(timeout=60)
+    vectors = encode_corpus(model, dataset, batch_size=1, chunk_size=1, cache_dir=cache,
+                            progress=False)
+    np.save(out, vectors.numpy())
+
+
+def test_two_writers_on_one_empty_cache_both_finish_with_the_same_matrix(bi, tiny, tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # the model is already loaded: no re-import
+    barrier = ctx.Barrier(2)
+    cache = tmp_path / "cache"
+    procs = [ctx.Process(target=_writer, args=(bi, tiny.source, cache, tmp_path / f"{i}.npy",
+                                               barrier)) for i in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    first, second = (np.load(tmp_path / f"{i}.npy") for i in range(2))
+    assert np.array_equal(first, second)
+    expected = bi.encode_docs(tiny.doc_texts()).numpy()
+    np.testing.assert_allclose(first, expected, atol=1e-5, rtol=1e-4)
+    (folder,) = (cache / "embeddings").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "embeddings.npy",
+                                                         "manifest.json"]  # no orphans
+
+
+def test_interrupted_encoding_resumes_from_saved_chunks(bi, tiny, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    with _Forwards(bi, stop_at=3), pytest.raises(KeyboardInterrupt):
+        encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False)
+    (folder,) = (cache / "embeddings").iterdir()
+    assert json.loads((folder / "progress.json").read_text())["done"] == 2
     assert not (folder / "embeddings.npy").exists()
 
-    counted: list[int] = []
-    handle = bi.doc_encoder.register_forward_hook(lambda *a: counted.append(1))
-    try:
-        resumed = encode_corpus(
-            bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False
-        )
-    finally:
-        handle.remove()
-    assert len(counted) == 4  # six documents, two already saved
+    with _Forwards(bi) as forwards:
+        resumed = encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache,
+                                progress=True)
+    assert forwards.count == 4  # six documents, two already saved
+    first_frame = capsys.readouterr().err.split("\r")[1]
+    assert " 2/6 [" in first_frame  # the bar starts at the saved count (a true rate)
     fresh = encode_corpus(bi, tiny, cache_dir=tmp_path / "fresh", progress=False)
     torch.testing.assert_close(resumed, fresh, atol=1e-5, rtol=1e-4)
+
+
+def test_the_first_chunks_are_small(bi, tiny, tmp_path):
+    """The longest documents come first: progress is saved before a full chunk is done."""
+    cache = tmp_path / "cache"
+    with _Forwards(bi, stop_at=4), pytest.raises(KeyboardInterrupt):
+        encode_corpus(bi, tiny, batch_size=1, chunk_size=512, cache_dir=cache, progress=False)
+    (folder,) = (cache / "embeddings").iterdir()
+    assert json.loads((folder / "progress.json").read_text())["done"] == 3  # chunks 1, 2
+
+
+def test_ablations_with_other_values_get_their_own_cache_entry(bi, tiny, tmp_path):
+    from irlens.hooks import ablate
+
+    cache = tmp_path / "cache"
+    name = "layer.1.ffn.post"
+    got = {}
+    for value in (0.0, 3.0):
+        values = {name: torch.full((48,), value)}
+        with ablate(bi, name, how="mean", values=values, side="doc"):
+            got[value] = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+            direct = bi.encode_docs(tiny.doc_texts())
+        torch.testing.assert_close(got[value], direct, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got[0.0], got[3.0])
+    assert len(list((cache / "embeddings").iterdir())) == 2
+
+
+def test_an_unlabeled_function_edit_skips_the_cache(bi, tiny, tmp_path):
+    from irlens.hooks import intervene
+
+    cache = tmp_path / "cache"
+    with intervene(bi, {"layer.0.ffn.out": lambda act, ctx: act * 0.5}):
+        with pytest.warns(UserWarning, match=r"embedding cache is skipped"):
+            vectors = encode_corpus(bi, tiny, cache_dir=cache, progress=False)
+        direct = bi.encode_docs(tiny.doc_texts())
+    torch.testing.assert_close(vectors, direct, atol=1e-5, rtol=1e-4)
+    assert not (cache / "embeddings").exists()
 
 
 def test_dense_search_is_exact_top_k(bi, tiny, tmp_path):
@@ -220,6 +333,14 @@ def test_trec_run_round_trip(tmp_path):
     one_line_error(r"run\.trec:1: expected 6 columns", load_run, path)
 
 
+def test_numpy_scores_round_trip_at_full_precision(tmp_path):
+    run = {"q1": {"d1": np.float64(1.5), "d2": np.float32(0.1), "d3": 0.1 + 0.2},
+           "q2": {"d4": np.float64(-1e-17)}}
+    loaded = load_run(save_run(run, tmp_path / "run.trec"))
+    assert loaded == {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items()}
+    assert loaded["q1"]["d3"] == 0.30000000000000004
+
+
 def test_metrics_by_hand():
     qrels = {"q1": {"d1": 1}, "q2": {"d7": 2, "d8": 1}}
     run = {"q1": {"d2": 2.0, "d1": 1.0}, "q2": {"d8": 5.0, "d7": 4.0}}
@@ -256,13 +377,51 @@ def test_bad_metric_names():
     one_line_error(r"shares no query id", evaluate, {"x": {"d": 1.0}}, {"q": {"d": 1}})
 
 
-def test_evaluation_to_json(tmp_path):
-    result = evaluate({"q": {"d": 1.0}}, {"q": {"d": 1}}, "nDCG@10,R@100")
-    text = result.to_json(tmp_path / "eval.json")
-    payload = json.loads((tmp_path / "eval.json").read_text())
-    assert json.loads(text) == payload
-    assert Evaluation.from_json(tmp_path / "eval.json") == result
-    assert result.primary == 1.0 and "per_query" not in result.to_dict(per_query=False)
+def test_evaluation_is_an_artifact(tmp_path, tiny):
+    qrels = {"q1": {"d1": 1}, "q2": {"d7": 2, "d8": 1}}
+    run = {"q1": {"d2": 2.0, "d1": 1.0}, "q2": {"d8": 5.0, "d7": 4.0}}
+    result = evaluate(run, qrels, "RR@10,P@1", data=tiny)
+    assert repr(result) == "<Evaluation 2 queries: RR@10 0.7500, P@1 0.5000>"
+    frame = result.to_frame()
+    assert list(frame.columns) == ["query_id", "RR@10", "P@1"]
+    assert frame.set_index("query_id").loc["q1"].tolist() == [0.5, 0.0]
+    folder = result.save(tmp_path / "eval")
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "table.parquet"]
+    loaded = Evaluation.load(folder)
+    assert loaded == result and loaded.manifest.data_fingerprint == tiny.fingerprint
+    assert loaded.manifest.config == {"metrics": ["RR@10", "P@1"], "ignore_identical_ids": True}
+    text = result.to_json()
+    assert isinstance(text, str) and Evaluation.from_json(text) == result
+    assert result.primary == 0.75 and "per_query" not in result.to_dict(per_query=False)
+
+
+def test_search_depth_follows_the_metrics():
+    from irlens.evaluation import search_depth
+
+    assert search_depth("nDCG@10,R@1000", 5000) == 1000
+    assert search_depth(["RR@10", "P@5"], 5000) == 10
+    assert search_depth("nDCG@10,AP", 5000) == 5000  # AP ranks everything
+    assert search_depth("R@1000", 300) == 300
+
+
+def test_pruning_dense_search_is_as_deep_as_its_metrics(bi):
+    """R@1000 over 150 documents must see every document (it was cut at 100)."""
+    import random
+
+    from irlens.neurons.pruning import PruningConfig, _measure
+
+    rng = random.Random(0)
+    words = "cat dog fish mouse grain river market rain wind salmon seed bone".split()
+    corpus = {f"d{i}": Document("", " ".join(rng.choices(words, k=8))) for i in range(150)}
+    queries = {f"q{j}": " ".join(rng.choices(words, k=3)) for j in range(3)}
+    qrels = {q: {f"d{i}": 1 for i in range(40 * j, 40 * j + 40)} for j, q in enumerate(queries)}
+    ds = Dataset("synthetic", corpus, queries, qrels)
+    got = _measure(bi, ds, None, PruningConfig(metrics=("R@1000", "AP")))
+    assert got["R@1000"] == 1.0
+    scores = bi.similarity(bi.encode_queries(ds.query_texts()), bi.encode_docs(ds.doc_texts()))
+    full = {q: dict(zip(ds.doc_ids, scores[i].tolist(), strict=True))
+            for i, q in enumerate(ds.query_ids)}
+    assert got["AP"] == pytest.approx(evaluate(full, qrels, ["AP"]).aggregate["AP"], abs=1e-6)
 
 
 def test_bm25_on_an_empty_corpus_is_an_error():

@@ -33,13 +33,15 @@ def study(tiny_root, beir, tmp_path_factory) -> Study:
 
 def test_study_folder_has_parquet_and_manifest(study):
     files = {p.name for p in study.folder.iterdir()}
-    assert {"manifest.json", "triplets.parquet", "scores.parquet",
-            "completeness.parquet", "shards"} <= files
-    m = study.manifest
-    assert m["config"]["n_steps"] == 3 and m["seed"] == 0 and m["units"] == {
+    assert {"manifest.json", "scores.parquet", "completeness.parquet", "jobs"} <= files
+    assert study.shards() == ["shard-00000", "shard-00001"]
+    assert len(study.triplets) == 2
+    m = study.info
+    assert m["config"]["n_steps"] == 3 and m["config"]["seed"] == 0 and m["units"] == {
         "layers": 2, "ffn": 48, "heads": 4}
     assert m["hook_names"][0] == "layer.0.ffn.post" and "torch" in m["versions"]
     assert m["n_relevant"] == m["n_nonrelevant"] == 2
+    assert study.manifest.model_fingerprint and study.manifest.data_fingerprint
     scores = study.scores
     assert set(scores.columns) >= {"hook", "kind", "layer", "unit", "segment", "relevant",
                                    "nonrelevant", "contrast"}
@@ -47,7 +49,7 @@ def test_study_folder_has_parquet_and_manifest(study):
     assert len(scores) == 2 * 48 * 6 + 2 * 4 * 26
     meta = json.loads(__import__("pyarrow.parquet", fromlist=["x"])
                       .read_schema(study.folder / "scores.parquet").metadata[b"irlens.neurons"])
-    assert meta["model_id"] == m["model_id"]
+    assert meta["model_id"] == m["model_id"] and meta["n_relevant"] == 2
 
 
 def test_scores_are_means_over_pairs_and_contrast_is_their_difference(study):
@@ -72,17 +74,23 @@ def test_interrupted_study_resumes_from_last_finished_shard(tiny_root, beir, tmp
     out = tmp_path / "s"
     first = run_study(model, beir, out, CONFIG, progress=False)
     before = first.scores
-    shard0 = out / "shards" / "00000-nonrelevant.parquet"
+    shard0 = out / "jobs" / "shard-00000" / "manifest.json"
     stamp = shard0.stat().st_mtime_ns
-    # an interruption during shard 1: its files and the aggregate never got written
-    for f in [*out.glob("shards/00001-*"), out / "scores.parquet"]:
-        f.unlink()
+    # an interruption during shard 1: its job and the aggregate never got written
+    import shutil
+
+    shutil.rmtree(out / "jobs" / "shard-00001")
+    (out / "scores.parquet").unlink()
     again = run_study(model, beir, out, CONFIG, progress=False)
     assert shard0.stat().st_mtime_ns == stamp  # finished shard not recomputed
+    assert (out / "jobs" / "shard-00001" / "manifest.json").is_file()
     pd.testing.assert_frame_equal(again.scores, before)
-    with pytest.raises(IrlensError, match="holds a different study.*n_steps"):
+    with pytest.raises(IrlensError, match="cannot be resumed: its config differs in n_steps"):
         run_study(model, beir, out, StudyConfig(**{**CONFIG.__dict__, "n_steps": 4}),
                   progress=False)
+    other = tiny_model(tiny_root, "bert", "cross", seed=1)  # same shapes, other weights
+    with pytest.raises(IrlensError, match="cannot be resumed: it was made by model"):
+        run_study(other, beir, out, CONFIG, progress=False)
 
 
 def test_no_relevant_pairs_after_filtering_is_one_clear_line(tiny_root, beir, tmp_path):
@@ -140,9 +148,21 @@ def test_intersection_fusion_and_overlaps(study):
     assert np.allclose(flipped["spearman"], -1) and np.allclose(flipped["jaccard"], 0)
 
 
-def test_neuron_file_of_another_model_is_refused(study, default_model):
-    with pytest.raises(IrlensError, match="made for a model with 2 layers x 48 FFN units"):
-        check_model(study.manifest, default_model)
+def test_neuron_study_of_another_model_is_refused(study, tiny_root):
+    import dataclasses
+
+    bi = tiny_model(tiny_root, "bert", "bi")
+    with pytest.raises(IrlensError, match="made with a CrossEncoder .*, not a BiEncoder"):
+        check_model(study.manifest, bi)
+    cross = tiny_model(tiny_root, "bert", "cross")
+    check_model(study.manifest, cross)  # the model it was made with
+    bigger = dataclasses.replace(study.manifest, extra={
+        **study.manifest.extra, "units": {"layers": 6, "ffn": 1536, "heads": 12}})
+    with pytest.raises(IrlensError, match="made for a model with 6 layers x 1536 FFN units"):
+        check_model(bigger, cross)
+    retrained = tiny_model(tiny_root, "bert", "cross", seed=1)
+    with pytest.raises(IrlensError, match="does not fit: it was made by model"):
+        check_model(study.manifest, retrained)
 
 
 def test_run_neurons_combines_in_domain_and_ood(tiny_root, beir, tmp_path):
@@ -174,3 +194,37 @@ def test_cli_neurons_writes_report_and_errors_in_one_line(tiny_root, beir, tmp_p
     bad = runner.invoke(app, [*args[:-4], "--p", "0", "--device", "cpu"])
     assert bad.exit_code == 2 and "p must be a percentage" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+    early = runner.invoke(app, ["neurons", "--model", "/no/such/model", "--data", str(beir),
+                                "--keep", "best"])  # refused before the model loads
+    assert early.exit_code == 2
+    assert early.stderr.strip() == "error: unknown keep 'best'; use ordered, classified, all"
+
+
+def test_a_failure_inside_a_hooked_forward_leaves_no_hook_behind(tiny_root, beir, tmp_path):
+    """The failure happens mid-run, while NIG's hooks are on the model (a module of the
+    last layer raises on its first call), not in argument checks before any hook exists;
+    the study then resumes cleanly."""
+    from irlens.hooks import hook_points
+
+    model = tiny_model(tiny_root, "bert", "cross")
+    points = hook_points(model)
+    before = {name: dict(p.module._forward_hooks) for name, p in points.items()}
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    seen: list[int] = []
+
+    def boom(module, inputs, output):
+        hooked = sum(len(p.module._forward_hooks) for p in points.values())
+        if hooked > 1:  # only in NIG's forwards (the triplet scoring runs unhooked)
+            seen.append(hooked)
+            raise RuntimeError("boom inside the forward")
+
+    handle = points["layer.1.ffn.out"].module.register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="boom inside the forward"):
+            run_study(model, beir, tmp_path / "s", CONFIG, progress=False)
+    finally:
+        handle.remove()
+    assert seen  # NIG's own hooks were in place when it failed
+    assert {name: dict(p.module._forward_hooks) for name, p in points.items()} == before
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == grads
+    assert run_study(model, beir, tmp_path / "s", CONFIG, progress=False).finished

@@ -70,3 +70,32 @@ def test_bad_training_input(tmp_path):
         train_cross_encoder(tmp_path / "missing", tmp_path / "out")
     with pytest.raises(IrlensError, match="epochs and batch_size"):
         train_cross_encoder(tmp_path, tmp_path / "out", epochs=0)
+
+
+def test_a_failed_swap_keeps_the_old_model_and_leaves_no_temp_folder(tiny_root, triples,
+                                                                     tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    base = tiny_model_dir(tiny_root, "bert", "bi")
+    out = tmp_path / "ce"
+    shutil.copytree(tiny_model_dir(tiny_root, "bert", "cross"), out)  # the model in place
+    before = sorted(p.name for p in out.iterdir())
+    real_replace, real_rename = os.replace, os.rename
+
+    def crash_on_publish(real):
+        def move(src, dst, *args, **kwargs):
+            if os.fspath(dst) == os.fspath(out) and ".tmp" in os.fspath(src):
+                raise OSError("simulated crash while publishing the new model")
+            return real(src, dst, *args, **kwargs)
+        return move
+
+    monkeypatch.setattr(os, "replace", crash_on_publish(real_replace))
+    monkeypatch.setattr(os, "rename", crash_on_publish(real_rename))
+    with pytest.raises(OSError, match="simulated crash"):
+        train_cross_encoder(triples, out, base=str(base), epochs=1, batch_size=4,
+                            max_length=32, device="cpu", progress=False)
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert isinstance(load_model(str(out), device="cpu"), CrossEncoder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ce"]  # no temp or old folders

@@ -1,39 +1,47 @@
-"""A faithfulness study on a retrieval collection, resumable, one table per run.
+"""A faithfulness study on a retrieval collection, resumable, saved as an artefact.
 
 :func:`faithfulness_study` samples relevant (query, document) pairs, explains each with
 several methods (IG-pad, IG-mask, SIG-mask, gradient x input, random by default), and
 measures log-odds, comprehensiveness, sufficiency and rank changes
-(:mod:`irlens.attribution.faithfulness`). A query's candidates are its BM25 top
-``n_candidates`` documents (topped up with random ones when BM25 finds fewer), cut to
-``max_doc_tokens`` like the explained document and scored by the same model. Finished
-groups of pairs go to a checkpoint (JSON lines), so an interrupted run resumes where it
-stopped.
+(:mod:`irlens.attribution.faithfulness`; DeYoung et al., "ERASER: A Benchmark to Evaluate
+Rationalized NLP Models", ACL 2020; Shrikumar et al., "Learning Important Features
+Through Propagating Activation Differences", ICML 2017, for log-odds). A query's
+candidates are its BM25 top ``n_candidates`` documents (topped up with random ones when
+BM25 finds fewer), cut to ``max_doc_tokens`` like the explained document and scored by the
+same model.
+
+With ``out_dir`` the study is a :class:`irlens.artifacts.Store`: each pair is one job,
+saved as it finishes, so an interrupted run resumes at the next pair; a rerun with another
+configuration, model or dataset in the same folder is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
+import pandas as pd
 import torch
 
-from irlens._io import atomic_path, read_json
+from irlens._path import quadrature
+from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.attribution._base import CompletenessWarning
-from irlens.attribution._inputs import cut_text
+from irlens.attribution._inputs import TARGETS, cut_text
+from irlens.attribution.baselines import Baseline
 from irlens.attribution.faithfulness import measure_faithfulness
-from irlens.attribution.methods import make_method
+from irlens.attribution.methods import METHOD_NAMES, make_method
 from irlens.data import Dataset, sample_pairs
+from irlens.errors import IrlensError
 from irlens.models import BiEncoder, CrossEncoder, Retriever
 
-__all__ = ["DEFAULT_METHODS", "METRICS", "FaithfulnessTable", "faithfulness_study",
-           "method_agreement"]
+__all__ = ["DEFAULT_METHODS", "METRICS", "FaithfulnessPair", "FaithfulnessTable",
+           "check_study_options", "faithfulness_study", "method_agreement"]
 
 DEFAULT_METHODS = ("ig-pad", "ig-mask", "sig-mask", "gxi", "random")
 METRICS = {  # name -> which direction is better
@@ -45,75 +53,115 @@ METRICS = {  # name -> which direction is better
     "rank_change_comprehensiveness": "higher",
     "rank_change_sufficiency": "lower",
 }
+_HEADS = {"log_odds": "log-odds", "comprehensiveness": "comp", "sufficiency": "suff",
+          "comprehensiveness_score": "comp(score)", "sufficiency_score": "suff(score)",
+          "rank_change_comprehensiveness": "rank+ comp",
+          "rank_change_sufficiency": "rank+ suff"}
 
 
-@dataclass
-class FaithfulnessTable:
+@dataclass(repr=False)
+class FaithfulnessPair(Artifact):
+    """One finished pair of a study: one record per method."""
+
+    kind: ClassVar[str] = "faithfulness.pair"
+    manifest: Manifest
+    records: list[dict[str, Any]]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records)
+
+    def summary(self) -> str:
+        return f"{len(self.records)} methods"
+
+
+@dataclass(repr=False)
+class FaithfulnessTable(Artifact):
     """Per-(pair, method) records of a study and its configuration."""
 
+    kind: ClassVar[str] = "faithfulness"
+    manifest: Manifest
     config: dict[str, Any]
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]]
 
-    def summary(self) -> list[dict[str, Any]]:
-        """One row per method: mean and standard error of every metric, seconds per pair."""
-        rows = []
-        for method in self.config["methods"]:
-            recs = [r for r in self.records if r["method"] == method]
-            row: dict[str, Any] = {"method": method, "pairs": len(recs)}
-            for metric in (*METRICS, "seconds", "relative_gap"):
-                values = [r[metric] for r in recs
-                          if r.get(metric) is not None and not math.isnan(r[metric])]
-                row[metric] = _mean(values)
-                if metric in METRICS:
-                    row[f"{metric}_se"] = _se(values)
-            rows.append(row)
-        return rows
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (pair, method)."""
+        return pd.DataFrame(self.records)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "better": METRICS, "summary": self.summary(),
-                "records": self.records}
+    def summary(self) -> str:
+        methods = self.config.get("methods", [])
+        pairs = len({(r["qid"], r["doc_id"]) for r in self.records})
+        return f"{pairs} pairs x {len(methods)} methods"
 
-    def save(self, path: str | Path) -> Path:
-        """Write config, summary and records as JSON, atomically."""
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False,
-                                      default=_no_nan) + "\n")
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> FaithfulnessTable:
-        data = read_json(path)
-        return cls(data["config"], data["records"])
+    def aggregate(self) -> pd.DataFrame:
+        """One row per method: ``pairs``, the mean of every metric, its standard error
+        (``<metric>_se``; NaN with one pair), mean seconds per pair and relative gap."""
+        frame = self.to_frame()
+        methods = list(self.config.get("methods", []))
+        if frame.empty:
+            return pd.DataFrame({"method": methods, "pairs": 0})
+        cols = [c for c in (*METRICS, "seconds", "relative_gap") if c in frame]
+        values = frame[["method", *cols]].copy()
+        values[cols] = values[cols].apply(pd.to_numeric, errors="coerce")
+        grouped = values.groupby("method", sort=False)
+        out = grouped[cols].mean()
+        se = grouped[list(METRICS)].sem(ddof=1).add_suffix("_se")
+        out = pd.concat([grouped.size().rename("pairs"), out, se], axis=1)
+        out = out.reindex([m for m in methods if m in out.index])
+        return out.reset_index(names="method")
 
     def to_markdown(self) -> str:
-        """The summary as a Markdown table (means +- standard errors)."""
-        heads = ["method", "pairs", "log-odds", "comp", "suff", "comp(score)", "suff(score)",
-                 "rank+ comp", "rank+ suff", "s/pair"]
+        """The aggregate as a Markdown table (means ± standard errors; one pair: the value
+        alone)."""
+        table = self.aggregate()
+        rows = []
+        for _, row in table.iterrows():
+            cells = {"method": row["method"], "pairs": int(row["pairs"])}
+            for metric, head in _HEADS.items():
+                mean, se = row.get(metric), row.get(f"{metric}_se")
+                cells[head] = "-" if mean is None or pd.isna(mean) else (
+                    f"{mean:.3f}" if pd.isna(se) else f"{mean:.3f} ± {se:.3f}")
+            seconds = row.get("seconds")
+            cells["s/pair"] = "-" if seconds is None or pd.isna(seconds) else f"{seconds:.1f}"
+            rows.append(cells)
+        heads = ["method", "pairs", *_HEADS.values(), "s/pair"]
         lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-        for row in self.summary():
-            cells = [row["method"], str(row["pairs"])]
-            for metric in METRICS:
-                cells.append(f"{row[metric]:.3f} ± {row[metric + '_se']:.3f}"
-                             if row[metric] is not None else "-")
-            cells.append(f"{row['seconds']:.1f}" if row["seconds"] is not None else "-")
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["| " + " | ".join(str(r[h]) for h in heads) + " |" for r in rows]
         return "\n".join(lines)
 
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _se(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return math.sqrt(var / len(values))
+    def to_dict(self) -> dict[str, Any]:
+        """Config, direction of every metric, the aggregate and the records (JSON-able)."""
+        table = self.aggregate().astype(object)
+        summary = table.where(table.notna(), None).to_dict("records")
+        return {"config": self.config, "better": METRICS, "summary": summary,
+                "records": self.records}
 
 
-def _no_nan(obj: Any) -> Any:
-    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
+def check_study_options(n_pairs: int, methods: list[str], *, n_steps: int,
+                        integration: str, target: str, top_k: float,
+                        n_candidates: int) -> None:
+    """Refuse bad options before any model or data is loaded (one line each)."""
+    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
+        raise IrlensError(f"pairs must be an integer >= 1, got {n_pairs}")
+    if not methods:
+        raise IrlensError("no methods given; use e.g. ig-mask,sig-mask,random")
+    for name in methods:
+        base, _, suffix = name.partition("-")
+        if base not in METHOD_NAMES:
+            raise IrlensError(f"unknown attribution method '{name}'; use "
+                              f"{', '.join(METHOD_NAMES)} (ig, sig and occlusion take a "
+                              "baseline suffix, e.g. ig-pad, sig-mask)")
+        if suffix:
+            if base in ("gxi", "random"):
+                raise IrlensError(f"'{base}' takes no baseline; drop '-{suffix}'")
+            Baseline.parse(suffix)
+    if any(m.partition("-")[0] in ("ig", "sig") for m in methods):
+        quadrature(n_steps, integration)
+    if target not in TARGETS:
+        raise IrlensError(f"unknown target '{target}'; use {', '.join(TARGETS)}")
+    if not 0 < top_k <= 1:
+        raise IrlensError(f"top_k is a fraction of tokens in (0, 1], got {top_k}")
+    if n_candidates < 0:
+        raise IrlensError(f"candidates must be >= 0, got {n_candidates}")
 
 
 def _candidate_scores(model: Retriever, query: str, docs: list[str], output: str | None
@@ -134,6 +182,8 @@ def method_agreement(table: FaithfulnessTable, a: str, b: str) -> dict[str, floa
         return {(r["qid"], r["doc_id"]): r["token_scores"] for r in table.records
                 if r["method"] == method and r.get("token_scores")}
 
+    from scipy.stats import spearmanr
+
     left, right = by_pair(a), by_pair(b)
     rhos, same_top, rel = [], [], []
     k = table.config["top_k"]
@@ -141,21 +191,13 @@ def method_agreement(table: FaithfulnessTable, a: str, b: str) -> dict[str, floa
         x, y = torch.tensor(left[pair]), torch.tensor(right[pair])
         keep = (x != 0) | (y != 0)  # the explained tokens
         x, y = x[keep], y[keep]
-        rhos.append(_spearman(x, y))
+        rhos.append(float(spearmanr(x.numpy(), y.numpy()).statistic))
         n = max(1, math.ceil(k * len(x)))
         same_top.append(float(set(x.topk(n).indices.tolist()) == set(y.topk(n).indices.tolist())))
         rel.append(float((x - y).abs().max() / y.abs().max().clamp_min(1e-12)))
-    return {"pairs": len(rhos), "spearman": _mean(rhos), "same_top_k": _mean(same_top),
+    mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
+    return {"pairs": len(rhos), "spearman": mean(rhos), "same_top_k": mean(same_top),
             "max_relative_difference": max(rel) if rel else None}
-
-
-def _spearman(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Pearson correlation of the ranks (average ranks for ties)."""
-    import pandas as pd
-
-    rx = torch.tensor(pd.Series(x.numpy()).rank().to_numpy())
-    ry = torch.tensor(pd.Series(y.numpy()).rank().to_numpy())
-    return float(torch.corrcoef(torch.stack([rx, ry]))[0, 1])
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
@@ -168,79 +210,93 @@ def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
                        target: str = "doc", max_doc_tokens: int | None = 128,
                        top_k: float = 0.2, n_candidates: int = 50, scale: float = 20.0,
                        replace_with: str = "mask", seed: int = 0, min_relevance: int = 1,
-                       memory_budget: str | int | None = "1GB", group_size: int = 4,
-                       checkpoint: str | Path | None = None,
+                       memory_budget: str | int | None = "1GB",
+                       out_dir: str | Path | None = None,
                        progress: bool = False) -> FaithfulnessTable:
     """Explain ``n_pairs`` relevant pairs with every method and measure faithfulness.
 
-    ``checkpoint``: a JSON-lines file of finished records; a rerun with the same
-    configuration skips the pairs it holds.
+    ``out_dir``: the study folder; each finished pair is saved there, a rerun with the same
+    configuration skips it, and the table is saved in ``out_dir/table``.
     """
     from tqdm.auto import tqdm
 
-    from irlens.retrieval import bm25_search
-
     methods = list(methods)
-    explainers = {name: make_method(name, model, n_steps=n_steps, method=integration,
-                                    seed=seed, target=target, max_doc_tokens=max_doc_tokens,
-                                    **({} if name == "random"
-                                       else {"memory_budget": memory_budget}))
-                  for name in methods}
+    check_study_options(n_pairs, methods, n_steps=n_steps, integration=integration,
+                        target=target, top_k=top_k, n_candidates=n_candidates)
+
+    def explainer(name: str, pair_seed: int = seed):
+        return make_method(name, model, n_steps=n_steps, method=integration, seed=pair_seed,
+                           target=target, max_doc_tokens=max_doc_tokens,
+                           **({} if name == "random" else {"memory_budget": memory_budget}))
+
+    explainers = {name: explainer(name) for name in methods}
     output = next(iter(explainers.values())).output
-    config = {"model": model.model_id, "dataset": dataset.name, "split": dataset.split,
-              "n_pairs": n_pairs, "methods": methods, "n_steps": n_steps,
+    config = {"n_pairs": n_pairs, "methods": methods, "n_steps": n_steps,
               "integration": integration, "target": target, "max_doc_tokens": max_doc_tokens,
               "top_k": top_k, "n_candidates": n_candidates, "scale": scale,
               "replace_with": replace_with, "seed": seed, "min_relevance": min_relevance,
-              "output": output, "candidates": "bm25", "device": str(model.device)}
-    key = hashlib.sha1(json.dumps({**config, "device": None, "fp": model.fingerprint},
-                                  sort_keys=True).encode()).hexdigest()[:16]
-    config["key"] = key
+              "output": output, "candidates": "bm25", "split": dataset.split}
+    manifest = make_manifest("faithfulness.study", config, model=model, data=dataset)
+    store = None if out_dir is None else Store(out_dir, manifest)
     pairs = sample_pairs(dataset, n_pairs, seed=seed, min_relevance=min_relevance)
-    records = _read_checkpoint(checkpoint, key)
-    done = {(r["qid"], r["doc_id"]) for r in records}
-    todo = [p for p in pairs if p not in done]
+    state: dict[str, Any] = {}
 
-    qids = sorted({q for q, _ in todo})
-    sub = Dataset(dataset.name, dataset.corpus, {q: dataset.queries[q] for q in qids},
-                  {q: dataset.qrels.get(q, {}) for q in qids}, dataset.split)
-    run = bm25_search(sub, k=n_candidates + 1, progress=False) if qids else {}
-    cand_cache: dict[str, dict[str, float]] = {}
+    def candidates(qid: str) -> dict[str, float]:
+        if "run" not in state:  # BM25 once, on the queries of the pairs still to do
+            todo = [k for k in keys if store is None or not store.done(k)]
+            qids = sorted({keys[k][0] for k in todo})
+            sub = Dataset(dataset.name, dataset.corpus, {q: dataset.queries[q] for q in qids},
+                          {q: dataset.qrels.get(q, {}) for q in qids}, dataset.split)
+            from irlens.retrieval import bm25_search
 
-    groups = [todo[i:i + group_size] for i in range(0, len(todo), group_size)]
-    for group in tqdm(groups, desc="faithfulness", unit="group", disable=not progress):
-        queries = [dataset.queries[q] for q, _ in group]
-        docs = [dataset.corpus[d].contents for _, d in group]
-        new: list[dict[str, Any]] = []
-        for name, explainer in explainers.items():
-            start = time.perf_counter()
-            with warnings.catch_warnings():  # gaps are recorded per pair instead
-                warnings.simplefilter("ignore", CompletenessWarning)
-                results = explainer.attribute(queries, docs)
-            seconds = (time.perf_counter() - start) / len(group)
-            for (qid, doc_id), result in zip(group, results, strict=True):
-                if qid not in cand_cache:
-                    ids = _fill(list(run.get(qid, {})), dataset, n_candidates + 1, seed)
-                    texts = [cut_text(model.tokenizer, dataset.corpus[d].contents,
-                                      max_doc_tokens) if max_doc_tokens else
-                             dataset.corpus[d].contents for d in ids]
-                    scores = _candidate_scores(model, dataset.queries[qid], texts, output)
-                    cand_cache[qid] = dict(zip(ids, scores.tolist(), strict=True))
-                others = torch.tensor([s for d, s in cand_cache[qid].items() if d != doc_id])
-                others = others[:n_candidates]
-                metrics = measure_faithfulness(model, result, others, top_k=top_k,
-                                               replace_with=replace_with, scale=scale)
-                new.append(_clean({"qid": qid, "doc_id": doc_id, **asdict(metrics),
-                                   "method": name, "seconds": seconds,
-                                   "relative_gap": result.relative_gap,
-                                   "truncated": result.truncated,
-                                   "token_scores": [round(v, 7) for v in result.scores]}))
-        records += new
-        _append_checkpoint(checkpoint, key, new)
-    order = {p: i for i, p in enumerate(pairs)}
-    records.sort(key=lambda r: (order.get((r["qid"], r["doc_id"]), 0),
-                                methods.index(r["method"]) if r["method"] in methods else 0))
-    return FaithfulnessTable(config, records)
+            state["run"] = bm25_search(sub, k=n_candidates + 1, progress=False)
+            state["scores"] = {}
+        cache = state["scores"]
+        if qid not in cache:
+            ids = _fill(list(state["run"].get(qid, {})), dataset, n_candidates + 1, seed)
+            texts = [cut_text(model.tokenizer, dataset.corpus[d].contents, max_doc_tokens)
+                     if max_doc_tokens else dataset.corpus[d].contents for d in ids]
+            scores = _candidate_scores(model, dataset.queries[qid], texts, output)
+            cache[qid] = dict(zip(ids, scores.tolist(), strict=True))
+        return cache[qid]
+
+    def job(index: int, qid: str, doc_id: str):
+        def run() -> FaithfulnessPair:
+            query, doc = dataset.queries[qid], dataset.corpus[doc_id].contents
+            records = []
+            for name in methods:
+                # the random control draws anew for every pair (a seed per pair)
+                method = explainer(name, seed * 1_000_003 + index) if name == "random" \
+                    else explainers[name]
+                start = time.perf_counter()
+                with warnings.catch_warnings():  # gaps are recorded per pair instead
+                    warnings.simplefilter("ignore", CompletenessWarning)
+                    [result] = method.attribute([query], [doc])
+                seconds = time.perf_counter() - start
+                others = torch.tensor([s for d, s in candidates(qid).items() if d != doc_id])
+                metrics = measure_faithfulness(model, result, others[:n_candidates],
+                                               top_k=top_k, replace_with=replace_with,
+                                               scale=scale)
+                records.append(_clean({"qid": qid, "doc_id": doc_id, **asdict(metrics),
+                                       "method": name, "seconds": seconds,
+                                       "relative_gap": result.relative_gap,
+                                       "truncated": result.truncated,
+                                       "token_scores": [round(v, 7) for v in result.scores]}))
+            return FaithfulnessPair(manifest, records)
+        return run
+
+    keys = {f"pair-{i:05d}": pair for i, pair in enumerate(pairs)}
+    jobs = {key: job(i, *pair) for i, (key, pair) in enumerate(keys.items())}
+    if store is None:
+        done = {k: jobs[k]() for k in tqdm(jobs, desc="faithfulness", unit="pair",
+                                            disable=not progress)}
+    else:
+        done = resume(store, jobs, FaithfulnessPair, progress=progress, desc="faithfulness")
+    records = [r for key in jobs for r in done[key].records]
+    table = FaithfulnessTable(manifest, config, records)
+    if store is not None:
+        table.save(store.folder / "table")
+    return table
 
 
 def _fill(ids: list[str], dataset: Dataset, n: int, seed: int) -> list[str]:
@@ -251,27 +307,3 @@ def _fill(ids: list[str], dataset: Dataset, n: int, seed: int) -> list[str]:
     pool = [d for d in rng.sample(dataset.doc_ids, min(len(dataset.doc_ids), 4 * n))
             if d not in set(ids)]
     return ids + pool[:n - len(ids)]
-
-
-def _read_checkpoint(path: str | Path | None, key: str) -> list[dict[str, Any]]:
-    """Records of finished groups (one JSON line each) written with the same ``key``."""
-    if path is None or not Path(path).exists():
-        return []
-    records = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by an interruption: that group runs again
-        if entry.get("key") == key:
-            records += entry["records"]
-    return records
-
-
-def _append_checkpoint(path: str | Path | None, key: str, records: list[dict[str, Any]]
-                       ) -> None:
-    if path is None:
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fh.write(json.dumps({"key": key, "records": records}) + "\n")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import typer
@@ -19,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,7 +33,8 @@ def friendly_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings_as_lines():
+                return fn(*args, **kwargs)
         except IrlensError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from None
@@ -39,6 +43,27 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show each distinct warning raised inside once, as ``warning: <message>`` on stderr
+    (above any progress bar), instead of Python's file:line form."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text in seen:
+            return
+        seen.add(text)
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
 
 
 def echo_json(payload: Any) -> None:

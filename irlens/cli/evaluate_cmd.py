@@ -67,6 +67,14 @@ def evaluate_command(
         help="Where corpus embeddings are cached [default: $IRLENS_CACHE_DIR or ~/.cache/irlens].",
     ),
     output: Path = typer.Option(None, "--output", "-o", help="Also write the JSON here."),
+    out: Path = typer.Option(
+        None, "--out", help="Save the evaluation here (a folder: manifest.json with the "
+        "config and fingerprints, table.parquet with each query's values)."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail when the qrels judge documents missing from the corpus "
+        "(by default: one warning with their count)."
+    ),
     run_file: Path = typer.Option(None, help="Write the ranking here (TREC run format)."),
     per_query: bool = typer.Option(False, help="Include each query's metric values."),
     ray: str = ray_option(),
@@ -88,7 +96,8 @@ def evaluate_command(
 
         connect(ray)
     started = time.perf_counter()
-    dataset = load_dataset(data, split=split, max_docs=max_docs, max_queries=max_queries)
+    dataset = load_dataset(data, split=split, max_docs=max_docs, max_queries=max_queries,
+                           strict=strict)
     if rerank_from in (None, "bm25"):
         first_stage = rerank_from
     else:
@@ -121,7 +130,8 @@ def evaluate_command(
             batch_size=batch_size,
             cache_dir=cache_dir,
         )
-    result = evaluate(run, dataset.qrels, metrics)
+    result = evaluate(run, dataset.qrels, metrics, data=dataset,
+                      model=None if retriever == "bm25" else retriever)
     payload = {
         "model": model,
         **about,
@@ -138,4 +148,6 @@ def evaluate_command(
         save_run(run, run_file, tag=model.replace(" ", "_"))
     if output is not None:
         write_json(output, payload)
+    if out is not None:
+        result.save(out)
     echo_json(payload)

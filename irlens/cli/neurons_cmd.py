@@ -59,12 +59,12 @@ def neurons_command(
                                "both for cross-encoders, doc for bi-encoders]."),
     baseline: str = typer.Option("pad", help="pad, mask or zero."),
     rule: str = typer.Option("right", help="right (paper), left (Captum) or trapezoid."),
-    p: float = typer.Option(1.0, help="Top p%% of units for selections and overlaps."),
+    p: float = typer.Option(1.0, help="Top p% of units for selections and overlaps."),
     kind: str = typer.Option("ffn", help="Units to select: ffn or attn (heads)."),
     score: str = typer.Option("relevant", help="relevant, contrast or nonrelevant."),
     segment: str = typer.Option("all", help="Aggregate to select on: all or a segment."),
     device: Device = typer.Option(Device.auto, help="Where the model runs."),
-    memory_gb: float = typer.Option(None, help="Memory per NIG chunk [default: 60%% of free "
+    memory_gb: float = typer.Option(None, help="Memory per NIG chunk [default: 60% of free "
                                     "GPU memory, 4 GB on CPU]."),
 ) -> None:
     """Find relevance neurons with NIG on DATA (and OOD sets); compare and combine them.
@@ -74,7 +74,14 @@ def neurons_command(
     """
     from irlens.models import load_model
     from irlens.neurons.report import render_report
-    from irlens.neurons.study import StudyConfig, run_neurons
+    from irlens.neurons.selection import check_options
+    from irlens.neurons.study import KEEP, StudyConfig, run_neurons
+
+    check_options(p, score, "global", kind)  # before the model loads
+    if keep not in KEEP:
+        raise IrlensError(f"unknown keep '{keep}'; use {', '.join(KEEP)}")
+    if triplets < 1 or shard_size < 1 or steps < 1:
+        raise IrlensError("triplets, shard-size and steps must be >= 1")
 
     config = StudyConfig(n_triplets=triplets, seed=seed, split=split,
                          min_relevance=min_relevance, keep=keep, shard_size=shard_size,
@@ -91,9 +98,11 @@ def neurons_command(
 @app.command("prune")
 @friendly_errors
 def prune_command(
-    neurons: Path = typer.Option(..., "--neurons", "-n", help="A study folder (or its "
-                                 "scores.parquet) from `irlens neurons`, e.g. OUT/msmarco-dl19 "
-                                 "or OUT/fusion."),
+    neurons: Path = typer.Option(..., "--neurons", "-n", help="The folder `irlens neurons "
+                                 "--out` wrote (its in-domain study is used), or one study in "
+                                 "it, e.g. OUT/msmarco-dl19 or OUT/fusion."),
+    which: str = typer.Option(None, "--which", help="Which study of a `irlens neurons` "
+                              "folder to use [default: the in-domain one]."),
     data: list[Path] = typer.Option(..., "--data", "-d", help="BEIR folder(s) to evaluate on; "
                                     "repeat the option."),
     model: str = typer.Option(None, "--model", "-m", help="The model [default: the one the "
@@ -102,12 +111,12 @@ def prune_command(
                              "NEURONS/pruning]; a rerun resumes it."),
     p: str = typer.Option("0.1,0.5,1,2,5", "--p", help="Percentages of units to prune."),
     seeds: int = typer.Option(5, help="Random-unit controls per p."),
-    layer_p: float = typer.Option(1.0, help="Per-layer pruning: top p%% of each layer "
+    layer_p: float = typer.Option(1.0, help="Per-layer pruning: top p% of each layer "
                                   "alone (0 to skip)."),
     kind: str = typer.Option("ffn", help="ffn units or attn heads."),
     score: str = typer.Option("relevant", help="relevant, contrast or nonrelevant."),
     segment: str = typer.Option("all", help="Aggregate the units are ranked by."),
-    scope: str = typer.Option("global", help="Top p%% over all layers, or of each layer."),
+    scope: str = typer.Option("global", help="Top p% over all layers, or of each layer."),
     positions: str = typer.Option("all", help="Where to ablate: all, query, doc, cls, sep, end."),
     how: str = typer.Option("zero", help="zero or mean ablation."),
     random_match: str = typer.Option("global", "--random", help="Random units drawn "
@@ -131,9 +140,12 @@ def prune_command(
     """
     from irlens.models import load_model
     from irlens.neurons.pruning import PruningConfig, evaluate_pruning
-    from irlens.neurons.study import Study
+    from irlens.neurons.selection import check_options
+    from irlens.neurons.study import resolve_neurons
 
-    study = Study(neurons)
+    study, note = resolve_neurons(neurons, which)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     config = PruningConfig(
         ps=_floats(p, "--p"), seeds=seeds, kind=kind, score=score, segment=segment,
         scope=scope, positions=None if positions == "all" else positions, how=how,
@@ -141,7 +153,9 @@ def prune_command(
         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), split=split,
         depth=depth, pool=pool, max_length=max_length, max_queries=max_queries,
         batch_size=batch_size)
-    retriever = load_model(model or study.manifest["model_id"], device=device.value)
+    for value in [*config.ps, *([config.layer_p] if config.layer_p else [])]:
+        check_options(value, config.score, config.scope, config.kind)
+    retriever = load_model(model or study.manifest.model_id, device=device.value)
     out = out or study.folder / "pruning"
     results = [evaluate_pruning(retriever, d, study, config, out_dir=out) for d in data]
     neurons_root = study.folder.parent if (study.folder.parent / "summary.json").is_file() \
@@ -152,9 +166,9 @@ def prune_command(
 @app.command("report")
 @friendly_errors
 def report_command(
-    pruning: list[Path] = typer.Option(..., "--pruning", "-p", help="Folders of `irlens "
-                                       "prune` (their pruning-*.parquet) or parquet files; "
-                                       "repeat the option."),
+    pruning: list[Path] = typer.Option(..., "--pruning", "-p", help="Output folders of "
+                                       "`irlens prune` (their pruning-* runs) or single "
+                                       "pruning-* folders; repeat the option."),
     neurons: Path = typer.Option(None, "--neurons", "-n", help="The `irlens neurons` output "
                                  "folder to show beside them."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, the plots "
@@ -169,11 +183,13 @@ def report_command(
 
     files = []
     for path in pruning:
-        found = sorted(path.glob("pruning-*.parquet")) if path.is_dir() else [path]
+        found = [path] if (path / "result" / "manifest.json").is_file() else sorted(
+            p for p in path.glob("pruning-*") if (p / "result" / "manifest.json").is_file())
         if not found:
-            raise IrlensError(f"no pruning-*.parquet in {path}; run `irlens prune` first")
+            raise IrlensError(f"no finished pruning run (pruning-*/result) in {path}; run "
+                              "`irlens prune` first")
         files += found
-    _write_pruning_outputs([PruningResult.from_parquet(f) for f in files], out, neurons)
+    _write_pruning_outputs([PruningResult.load(f) for f in files], out, neurons)
 
 
 def _write_pruning_outputs(results: list, out: Path, neurons_root: Path | None) -> None:
@@ -189,10 +205,10 @@ def _write_pruning_outputs(results: list, out: Path, neurons_root: Path | None) 
         name = str(r.rows["dataset"].iloc[0]) if len(r.rows) else ""
         if name in seen:
             name = f"{name} ({r.parameters.get('score')}, {r.parameters.get('kind')})"
-            r.rows = r.rows.assign(dataset=name)
+            r.records = r.rows.assign(dataset=name).to_dict("records")
         seen.add(name)
-    combined = PruningResult(pd.concat([r.rows for r in results], ignore_index=True),
-                             {**results[0].parameters, "dataset": "all"})
+    combined = PruningResult.of(pd.concat([r.rows for r in results], ignore_index=True),
+                                {**results[0].parameters, "dataset": "all"})
     plot_pruning(combined, out / "curve.png")
     if (combined.rows["experiment"] == "layer").any():
         plot_layer_pruning(combined, out / "layers.png")
@@ -200,10 +216,39 @@ def _write_pruning_outputs(results: list, out: Path, neurons_root: Path | None) 
     summary = combined.summary()
     write_json(out / "summary.json", {"parameters": [r.parameters for r in results],
                                       "summary": summary.to_dict("records")})
-    cols = ["dataset", "experiment", "layer", "p", "n_units"] + [
-        c for c in summary.columns if c.endswith(("intact", "relevance", "random", "ratio"))]
-    typer.echo(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    typer.echo(f"report: {report}")
+    typer.echo(pruning_table(summary, list(results[0].parameters.get("metrics", []))))
+    typer.echo(f"report: {report}", err=True)
+
+
+def pruning_table(summary, metrics: list[str]) -> str:
+    """The printed table: ``all`` for the whole-model curve; per metric the intact score,
+    both drops and the excess drop over random units with its 95% CI; then what it means."""
+    import pandas as pd
+
+    from irlens.neurons.pruning import VERDICTS
+
+    def num(x: float) -> str:
+        return "n/a" if pd.isna(x) else f"{x:.4f}"
+
+    rows = []
+    for _, r in summary.iterrows():
+        row = {"dataset": r["dataset"], "experiment": r["experiment"],
+               "layer": "all" if r["layer"] < 0 else str(r["layer"]), "p%": f"{r['p']:g}",
+               "units": r["n_units"], "seeds": r["seeds"]}
+        for m in metrics:
+            ci = "n/a" if pd.isna(r[f"{m} excess lo"]) else \
+                f"[{r[f'{m} excess lo']:+.4f}, {r[f'{m} excess hi']:+.4f}]"
+            row |= {f"{m} intact": num(r[f"{m} intact"]),
+                    f"{m} drop rel": num(r[f"{m} drop relevance"]),
+                    f"{m} drop rand": num(r[f"{m} drop random"]),
+                    f"{m} excess": num(r[f"{m} excess"]), f"{m} 95% CI": ci,
+                    f"{m} vs random": r[f"{m} verdict"]}
+        rows.append(row)
+    used = dict.fromkeys(v for r in rows for m in metrics for v in [r[f"{m} vs random"]])
+    notes = ["drop = intact minus pruned score; excess = relevance drop minus the mean "
+             "random drop, 95% CI over the random seeds (t interval)"]
+    notes += [f"{v}: {VERDICTS[v]}" for v in used]
+    return pd.DataFrame(rows).to_string(index=False) + "\n" + "\n".join(notes)
 
 
 @train_app.command("cross-encoder")
@@ -220,7 +265,7 @@ def train_cross_encoder_command(
     max_positives: int = typer.Option(None, help="Use at most N relevant pairs per source."),
     epochs: int = typer.Option(1, help="Training epochs."),
     batch_size: int = typer.Option(16, help="Pairs per step."),
-    lr: float = typer.Option(2e-5, help="Learning rate (10%% linear warm-up)."),
+    lr: float = typer.Option(2e-5, help="Learning rate (10% linear warm-up)."),
     max_length: int = typer.Option(256, help="Token limit of a (query, document) pair."),
     seed: int = typer.Option(0, help="Seed for data and training."),
     eval_data: Path = typer.Option(None, help="BEIR folder to rerank on [default: the first "
@@ -234,13 +279,25 @@ def train_cross_encoder_command(
 
     Example: irlens train cross-encoder --data ../shared/data/scifact --split train
     """
+    import sys
+    from contextlib import redirect_stdout
+
+    from transformers.utils import logging as hf_logging
+
     from irlens.training import train_cross_encoder
 
-    result = train_cross_encoder(
-        list(data), out, split=split, base=base, negatives=negatives,
-        random_negatives=random_negatives,
-        max_positives=max_positives, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-        max_length=max_length, seed=seed, device=device.value, eval_data=eval_data,
-        eval_split=eval_split, eval_depth=eval_depth, eval_queries=eval_queries)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its coloured load report: the new head is expected
+    typer.echo(f"note: a new classification head is initialised on top of {base}", err=True)
+    try:
+        with redirect_stdout(sys.stderr):  # the trainer prints its loss dicts: keep stdout JSON
+            result = train_cross_encoder(
+                list(data), out, split=split, base=base, negatives=negatives,
+                random_negatives=random_negatives, max_positives=max_positives,
+                epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                max_length=max_length, seed=seed, device=device.value, eval_data=eval_data,
+                eval_split=eval_split, eval_depth=eval_depth, eval_queries=eval_queries)
+    finally:
+        hf_logging.set_verbosity(level)
     echo_json({"model_dir": result.model_dir, "n_pairs": result.n_pairs,
                "seconds": result.seconds, "evaluation": result.evaluation})

@@ -13,11 +13,13 @@ from torch import nn
 from irlens._warn import warn
 from irlens.errors import IrlensError
 
-__all__ = ["Batch", "Retriever", "Segment", "Side"]
+__all__ = ["UNCACHEABLE", "Batch", "Retriever", "Segment", "Side"]
+
+UNCACHEABLE = "uncacheable:"  # prefix of an active edit that no cache key can describe
 
 Side = Literal["query", "doc"]
 Pooling = Literal["cls", "mean"]
-Similarity = Literal["dot", "cosine"]
+Similarity = Literal["dot", "cosine", "euclidean", "manhattan"]
 
 
 class Segment:
@@ -45,6 +47,8 @@ class Batch:
     segments: torch.Tensor
     token_type_ids: torch.Tensor | None = None
     side: Side | None = None
+    truncated: int = 0  # how many sequences were cut to max_length when tokenising
+
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         inputs = {"attention_mask": self.attention_mask}
@@ -60,6 +64,7 @@ class Batch:
             self.segments.to(device),
             tt,
             self.side,
+            self.truncated,
         )
 
     def __len__(self) -> int:
@@ -111,6 +116,12 @@ class Retriever(nn.Module):
         digest.update("|".join(self.active_edits).encode())
         return digest.hexdigest()[:16]
 
+    @property
+    def cacheable(self) -> bool:
+        """False while an intervention no key can describe (an unlabeled function) is in
+        force: its fingerprint is then unique, and disk caches must not be used."""
+        return not any(e.startswith(UNCACHEABLE) for e in self.active_edits)
+
     def _config_key(self) -> str:
         return json.dumps({"id": self.model_id, "max_length": self.max_length})
 
@@ -137,14 +148,6 @@ class Retriever(nn.Module):
     def _token_types(self, side: Side | None) -> bool:
         """Whether the encoder has token-type embeddings to feed (BERT yes, RoBERTa no)."""
         return getattr(self._encoder_for(side).config, "type_vocab_size", 0) > 1
-
-    def _count_truncated(self, texts: list[str], pair_with: list[str] | None = None) -> int:
-        kwargs = {"add_special_tokens": True, "truncation": False, "verbose": False}
-        if pair_with is None:
-            lengths = [len(ids) for ids in self.tokenizer(texts, **kwargs)["input_ids"]]
-        else:
-            lengths = [len(ids) for ids in self.tokenizer(pair_with, texts, **kwargs)["input_ids"]]
-        return sum(n > self.max_length for n in lengths)
 
     def _warn_truncated(self, n: int, total: int, what: str) -> None:
         if n:
@@ -201,6 +204,7 @@ def _tokenize(tokenizer, first: list[str], second: list[str] | None, max_length:
         segments=segments,
         token_type_ids=enc.get("token_type_ids") if token_types else None,
         side=side,
+        truncated=sum(bool(e.overflowing) for e in enc.encodings),
     ).to(device)
 
 

@@ -83,17 +83,18 @@ class CrossEncoder(Retriever):
         """Scores for many pairs, batched, no grad -> [n] float32 CPU."""
         _check_texts(queries, "queries")
         _check_texts(docs, "documents")
-        self._warn_truncated(self._count_truncated(docs, pair_with=queries), len(docs),
-                             "query-document pairs")
         from tqdm.auto import tqdm
 
         out = torch.empty(len(queries), dtype=torch.float32)
         order = sorted(range(len(docs)), key=lambda i: -len(docs[i]) - len(queries[i]))
         starts = range(0, len(docs), batch_size)
+        truncated = 0
         for start in tqdm(starts, desc="rerank", disable=not progress, unit="batch"):
             idx = order[start:start + batch_size]
-            out[idx] = self.score([queries[i] for i in idx], [docs[i] for i in idx],
-                                  output=output).float().cpu()
+            batch = self.tokenize([queries[i] for i in idx], [docs[i] for i in idx])
+            out[idx] = self.forward_embeds(batch, output=output).float().cpu()
+            truncated += batch.truncated
+        self._warn_truncated(truncated, len(docs), "query-document pairs")
         return out
 
 

@@ -1,7 +1,10 @@
 """``load_model``: ``default``, a local folder or a Hugging Face id -> a retriever.
 
-Sentence-transformers folders are loaded with sentence-transformers (pooling and
-normalisation come from the folder); ``*ForSequenceClassification`` models become
+Sentence-transformers folders are loaded with sentence-transformers and keep their own
+modules (Pooling in any mode with ``include_prompt``, Dense/LayerNorm/Dropout, Normalize)
+and similarity (cosine, dot, euclidean, manhattan); anything else is refused, never
+silently replaced. Offline (``HF_HUB_OFFLINE=1``), an id missing from the local cache
+fails at once; ``*ForSequenceClassification`` models become
 cross-encoders; other encoders take a pooling choice; DPR-style pairs take a second,
 query-side model.
 """
@@ -17,7 +20,7 @@ from torch import nn
 
 from irlens.errors import IrlensError
 from irlens.models._base import Pooling, Similarity
-from irlens.models.bi_encoder import BiEncoder
+from irlens.models.bi_encoder import SIMILARITIES, BiEncoder
 from irlens.models.cross_encoder import CrossEncoder
 
 __all__ = ["load_model", "resolve_model_path"]
@@ -44,7 +47,30 @@ def resolve_model_path(name: str) -> str:
         return str(path.resolve())
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") > 1:
         raise IrlensError(f"model path {name} does not exist; pass an existing folder or 'default'")
+    if _offline() and not _in_hub_cache(name):
+        raise IrlensError(
+            f"unknown model '{name}': not found locally (not a folder, not in the Hugging Face "
+            "cache) and HF_HUB_OFFLINE is set; pass a model folder or 'default', or go online "
+            "to download it"
+        )
     return name
+
+
+def _offline() -> bool:
+    """Whether the Hugging Face Hub must not be asked (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE)."""
+    flags = (os.environ.get(v, "") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds the model's config.json (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repo id
+        return False
+    return isinstance(found, str)
 
 
 def _load_hf(loader, name: str, **kwargs):
@@ -158,35 +184,57 @@ def _dpr_body(model: nn.Module) -> nn.Module:
     return model
 
 
+_HEAD_MODULES = ("Dense", "LayerNorm", "Dropout")
+
+
 def _load_sentence_transformer(model_id: str, path: str, pooling, normalize, similarity,
                                max_length) -> BiEncoder:
+    """The folder's own modules: Transformer, Pooling (any mode, ``include_prompt``),
+    Dense/LayerNorm/Dropout, Normalize, and its similarity; anything else is refused."""
     from sentence_transformers import SentenceTransformer
 
     try:
         st = SentenceTransformer(path, device="cpu")
     except (OSError, ValueError) as err:
         raise IrlensError(f"could not load sentence-transformers model {path}: {err}") from err
-    body = st[0].auto_model
-    st_pooling = "mean"
-    st_normalize = False
-    for module in st:
-        mode = getattr(module, "pooling_mode", None) or getattr(module, "get_pooling_mode_str",
-                                                                lambda: None)()
-        if mode:
-            st_pooling = {"cls": "cls", "mean": "mean"}.get(mode, None)
-            if st_pooling is None:
-                raise IrlensError(f"{path} uses '{mode}' pooling; irlens supports cls or mean")
-        if type(module).__name__ == "Normalize":
+    modules = list(st)
+    names = [type(m).__name__ for m in modules]
+    if not modules or names[0] != "Transformer" or not hasattr(modules[0], "auto_model"):
+        raise IrlensError(f"{path} does not start with a Transformer module ({names}); irlens "
+                          "needs a Hugging Face encoder first")
+    if len(modules) < 2 or names[1] != "Pooling":
+        raise IrlensError(f"{path} has {names[1:2] or 'nothing'} after its Transformer; irlens "
+                          "needs a Pooling module there")
+    head, st_normalize = [], False
+    for module, name in zip(modules[2:], names[2:], strict=True):
+        if name == "Normalize":
             st_normalize = True
+        elif st_normalize or name not in _HEAD_MODULES:
+            raise IrlensError(f"{path} has a {name} module after pooling"
+                              f"{' and Normalize' if st_normalize else ''}; irlens supports "
+                              f"{', '.join(_HEAD_MODULES)} then Normalize")
+        else:
+            head.append(module)
+    pooler = modules[1]
+    mode = pooler.pooling_mode if isinstance(pooler.pooling_mode, str) else \
+        "+".join(pooler.pooling_mode)
+    if pooling is not None and pooling != mode:
+        from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
+
+        pooler = STPooling(pooler.embedding_dimension, pooling,
+                           include_prompt=pooler.include_prompt)
+        mode = pooling
     st_similarity = getattr(st, "similarity_fn_name", None) or "cosine"
-    if st_similarity not in ("dot", "cosine"):
-        st_similarity = "cosine"
+    st_similarity = {"dot_product": "dot", "cos_sim": "cosine"}.get(st_similarity, st_similarity)
+    if st_similarity not in SIMILARITIES:
+        raise IrlensError(f"{path} scores with '{st_similarity}' similarity; irlens supports "
+                          f"{', '.join(SIMILARITIES)}")
     prompts = getattr(st, "prompts", {}) or {}
+    dim = getattr(st, "get_embedding_dimension", st.get_sentence_embedding_dimension)()
     return BiEncoder(
-        model_id, body, st.tokenizer, max_length or st.max_seq_length,
-        pooling=pooling or st_pooling,
+        model_id, modules[0].auto_model, st.tokenizer, max_length or st.max_seq_length,
+        pooling=mode, pooler=pooler, head=head, dim=dim,
         normalize=st_normalize if normalize is None else normalize,
         similarity=similarity or st_similarity,
         query_prefix=prompts.get("query", ""), doc_prefix=prompts.get("document", ""),
     )
-

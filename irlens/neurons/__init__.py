@@ -1,6 +1,7 @@
 """Which neurons matter: NIG attribution, relevance-neuron studies, pruning.
 
-Vast et al., "Which Neurons Matter in IR?", ICTIR 2024 (SCIENCE.md, section 3).
+Vast et al., "Which Neurons Matter in IR? Applying Integrated Gradients-based Methods to
+Understand Cross-Encoders", ICTIR 2024.
 
 >>> from irlens.neurons import NeuronIntegratedGradients, run_study, select, prune
 >>> nig = NeuronIntegratedGradients(model, n_steps=20)          # every FFN unit and head
@@ -14,7 +15,8 @@ Vast et al., "Which Neurons Matter in IR?", ICTIR 2024 (SCIENCE.md, section 3).
 - :class:`NeuronIntegratedGradients` -> :class:`NeuronAttribution`: conductance of every
   FFN unit and attention head of every layer, per pair and segment, in one batched pass.
 - :func:`run_study` / :func:`run_neurons`: triplets, filtering, NIG of relevant and
-  non-relevant pairs, means and contrast, saved as Parquet with a manifest (resumable);
+  non-relevant pairs, means and contrast; a resumable study folder (one artefact per
+  shard, :class:`irlens.artifacts.Store`);
   several datasets: fusion, intersection, overlaps.
 - :func:`select`, :func:`random_like`, :func:`intersect`, :func:`fuse`, :func:`overlaps`.
 - :func:`prune` and :func:`evaluate_pruning` -> :class:`PruningResult` (curves over p,

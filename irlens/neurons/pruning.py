@@ -19,9 +19,13 @@ ir_measures. How documents are ranked:
   candidates count as non-relevant).
   ``max_length`` caps document tokens for both kinds (cheaper, and said in the result).
 
-Every finished evaluation is appended to ``pruning.parquet`` at once, so an interrupted
-run resumes where it stopped; a rerun with more p values, seeds or a per-layer p reuses
-the evaluations it already has.
+Every finished evaluation is saved at once as a job of the run folder
+(:class:`irlens.artifacts.Store`), so an interrupted run resumes where it stopped; a rerun
+with more p values, seeds or a per-layer p reuses the evaluations it already has, and a
+rerun with another model, neuron study, dataset or configuration is refused.
+
+The table compares the relevance drop with the random units' spread: the *excess* drop
+(relevance minus the mean random drop) and its 95% confidence interval over seeds.
 """
 
 from __future__ import annotations
@@ -33,19 +37,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 import torch
 
-from irlens._io import atomic_path
+from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.errors import IrlensError
 from irlens.hooks import ablate, capture
 from irlens.models import BiEncoder, CrossEncoder, Retriever, Segment
 from irlens.neurons.selection import Selection, check_options, random_like, select
-from irlens.neurons.study import Study, check_model, library_versions
+from irlens.neurons.study import Study, check_model, library_versions, resolve_neurons
 
-__all__ = ["PruningConfig", "PruningResult", "evaluate_pruning", "prune", "unit_means"]
+__all__ = ["VERDICTS", "PruningConfig", "PruningEval", "PruningResult", "candidate_pool",
+           "evaluate_pruning", "evaluate_selection", "prune", "pruning_jobs", "unit_means"]
 
 POOLS = ("auto", "full", "judged+bm25", "bm25")
 FULL_UP_TO = 20_000
@@ -138,24 +144,55 @@ class PruningConfig:
     batch_size: int = 128
 
 
-@dataclass
-class PruningResult:
-    """One row per evaluation: ``experiment`` (``curve`` or ``layer``), ``layer`` (-1 for
-    the curve), ``p``, ``selection`` (``intact``, ``relevance``, ``random``), ``seed``,
-    ``n_units`` and one column per metric."""
+@dataclass(repr=False)
+class PruningEval(Artifact):
+    """One finished evaluation of a pruning run (one row of :class:`PruningResult`)."""
 
-    rows: pd.DataFrame
+    kind: ClassVar[str] = "pruning.eval"
+    manifest: Manifest
+    row: dict[str, Any]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.row])
+
+    def summary(self) -> str:
+        return str(self.row.get("key", ""))
+
+
+@dataclass(repr=False)
+class PruningResult(Artifact):
+    """One row per evaluation: ``experiment`` (``curve`` or ``layer``), ``layer`` (-1 for
+    the curve, printed ``all``), ``p``, ``selection`` (``intact``, ``relevance``,
+    ``random``), ``seed``, ``n_units`` and one column per metric."""
+
+    kind: ClassVar[str] = "pruning"
+    manifest: Manifest
+    records: list[dict[str, Any]]
     parameters: dict[str, Any] = field(default_factory=dict)
 
-    def summary(self) -> pd.DataFrame:
-        """Per dataset, experiment, layer and p: intact, relevance, random mean and std
-        (over seeds), both drops and their ratio, for each metric."""
+    @classmethod
+    def of(cls, rows: pd.DataFrame, parameters: dict[str, Any],
+           manifest: Manifest | None = None) -> PruningResult:
+        return cls(manifest or Manifest("pruning"), rows.to_dict("records"), parameters)
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.rows
+
+    def summary(self) -> pd.DataFrame:  # type: ignore[override]
+        """Per dataset, experiment, layer and p, for each metric: intact, relevance and
+        random scores; the relevance drop, the random drop (mean and std over seeds), and
+        the *excess* drop (relevance minus random) with its 95% confidence interval over
+        seeds (Student t, :func:`scipy.stats.t.interval`)."""
         out = []
         metrics = self.parameters.get("metrics", [])
-        for (data, exp, layer, p), group in self.rows[self.rows["selection"] != "intact"] \
+        rows = self.rows
+        for (data, exp, layer, p), group in rows[rows["selection"] != "intact"] \
                 .groupby(["dataset", "experiment", "layer", "p"], sort=True):
-            intact = self.rows[(self.rows["dataset"] == data)
-                               & (self.rows["selection"] == "intact")]
+            intact = rows[(rows["dataset"] == data) & (rows["selection"] == "intact")]
             row: dict[str, Any] = {"dataset": data, "experiment": exp, "layer": int(layer),
                                    "p": float(p)}
             rel = group[group["selection"] == "relevance"]
@@ -165,38 +202,31 @@ class PruningResult:
             for m in metrics:
                 base = float(intact[m].iloc[0])
                 r = float(rel[m].iloc[0]) if len(rel) else float("nan")
-                mean, std = float(rnd[m].mean()), float(rnd[m].std(ddof=1)) if len(rnd) > 1 \
-                    else 0.0
-                drop_r, drop_x = base - r, base - mean
-                row |= {f"{m} intact": base, f"{m} relevance": r, f"{m} random": mean,
-                        f"{m} random std": std, f"{m} drop relevance": drop_r,
-                        f"{m} drop random": drop_x, f"{m} ratio": _ratio(drop_r, drop_x)}
+                drops = base - rnd[m].astype(float)
+                mean = float(drops.mean())
+                std = float(drops.std(ddof=1)) if len(drops) > 1 else float("nan")
+                lo, hi = _excess_ci(base - r, drops.to_numpy())
+                row |= {f"{m} intact": base, f"{m} relevance": r,
+                        f"{m} random": float(rnd[m].mean()), f"{m} random std": std,
+                        f"{m} drop relevance": base - r, f"{m} drop random": mean,
+                        f"{m} excess": base - r - mean, f"{m} excess lo": lo,
+                        f"{m} excess hi": hi, f"{m} verdict": _verdict(lo, hi)}
             out.append(row)
         return pd.DataFrame(out)
 
-    def to_parquet(self, path: str | Path) -> Path:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def short(self) -> str:
+        return f"{len(self.records)} evaluations"
 
-        table = pa.Table.from_pandas(self.rows, preserve_index=False)
-        meta = {**(table.schema.metadata or {}),
-                b"irlens.pruning": json.dumps(self.parameters, default=str)}
-        with atomic_path(path) as tmp:
-            pq.write_table(table.replace_schema_metadata(meta), tmp)
-        return Path(path)
+    def __repr__(self) -> str:
+        return f"<PruningResult {self.short()} on {self.parameters.get('dataset')}>"
 
     @classmethod
-    def from_parquet(cls, path: str | Path) -> PruningResult:
-        import pyarrow.parquet as pq
-
+    def load(cls, path: str | Path) -> PruningResult:  # type: ignore[override]
+        """A result folder, or a ``pruning-<dataset>`` run folder (its ``result``)."""
         path = Path(path)
-        if not path.is_file():
-            raise IrlensError(f"no such pruning file: {path}")
-        table = pq.read_table(path)
-        raw = (table.schema.metadata or {}).get(b"irlens.pruning")
-        if raw is None:
-            raise IrlensError(f"{path} is not an irlens pruning file")
-        return cls(table.to_pandas(), json.loads(raw))
+        if (path / "result" / "manifest.json").is_file():
+            path = path / "result"
+        return super().load(path)
 
     def to_json(self) -> str:
         summary = self.summary()
@@ -209,12 +239,42 @@ class PruningResult:
         return plot_pruning(self, path, metric)
 
 
+VERDICTS = {
+    "above": "pruning the relevance units costs more than random units (95% CI above 0)",
+    "within": "not distinguishable from random units (95% CI includes 0)",
+    "below": "pruning the relevance units costs less than random units (95% CI below 0)",
+    "n/a": "one random seed: no interval; rerun with --seeds 3 or more",
+}
+
+
+def _excess_ci(drop_relevance: float, random_drops: np.ndarray) -> tuple[float, float]:
+    """95% CI of ``drop_relevance - mean(random drops)`` over seeds (t interval; the
+    relevance selection is one fixed draw, so the spread is the random units')."""
+    from scipy import stats
+
+    n = len(random_drops)
+    if n < 2 or not np.isfinite(drop_relevance):
+        return float("nan"), float("nan")
+    excess = drop_relevance - float(np.mean(random_drops))
+    sem = float(stats.sem(random_drops))
+    if sem == 0:
+        return excess, excess
+    lo, hi = stats.t.interval(0.95, n - 1, loc=excess, scale=sem)
+    return float(lo), float(hi)
+
+
+def _verdict(lo: float, hi: float) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "n/a"
+    return "above" if lo > 0 else "below" if hi < 0 else "within"
+
+
 def _load_scores(neurons: Study | str | Path | pd.DataFrame
-                 ) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+                 ) -> tuple[pd.DataFrame, Study | None]:
     if isinstance(neurons, pd.DataFrame):
         return neurons, None
-    study = neurons if isinstance(neurons, Study) else Study(neurons)
-    return study.scores, study.manifest
+    study = neurons if isinstance(neurons, Study) else resolve_neurons(neurons)[0]
+    return study.scores, study
 
 
 @contextmanager
@@ -228,7 +288,9 @@ def _doc_limit(model: Retriever, max_length: int | None) -> Iterator[None]:
         model.max_length = saved
 
 
-def _candidates(model: Retriever, dataset, config: PruningConfig):
+def candidate_pool(model: Retriever, dataset, config: PruningConfig):
+    """The documents each query ranks (None: a full dense search), shared by every
+    evaluation of a run."""
     from irlens.retrieval import bm25_search
 
     if isinstance(model, BiEncoder) and _pool(config, dataset) == "full":
@@ -241,19 +303,33 @@ def _candidates(model: Retriever, dataset, config: PruningConfig):
             for qid in dataset.queries}
 
 
-def _measure(model: Retriever, dataset, candidates, config: PruningConfig,
-             progress: bool) -> dict[str, float]:
-    from irlens.evaluation import evaluate
+def evaluate_selection(model: Retriever, dataset, candidates, selection: Selection | None,
+                       config: PruningConfig, values: dict[str, torch.Tensor] | None = None
+                       ) -> dict[str, float]:
+    """One evaluation: the metrics of ``model`` with ``selection`` pruned (None: intact),
+    ranking ``candidates`` (:func:`candidate_pool`); the model is restored on exit."""
+    with _doc_limit(model, config.max_length):
+        if selection is None:
+            return _measure(model, dataset, candidates, config)
+        with prune(model, selection, positions=config.positions, how=config.how,
+                   values=values):
+            return _measure(model, dataset, candidates, config)
+
+
+def _measure(model: Retriever, dataset, candidates, config: PruningConfig
+             ) -> dict[str, float]:
+    from irlens.evaluation import evaluate, search_depth
     from irlens.retrieval import dense_search, rerank
 
     if candidates is None:
+        k = search_depth(config.metrics, len(dataset.corpus))  # R@1000 needs 1000, AP all
         with tempfile.TemporaryDirectory(prefix="irlens-prune-") as cache:
-            run = dense_search(model, dataset, k=100, batch_size=config.batch_size,
-                               cache_dir=cache, progress=progress)
+            run = dense_search(model, dataset, k=k, batch_size=config.batch_size,
+                               cache_dir=cache, progress=False)
     else:
         depth = max(len(v) for v in candidates.values()) if candidates else 1
         run = rerank(model, dataset, candidates, depth=depth, batch_size=config.batch_size,
-                     progress=progress)
+                     progress=False)
     return evaluate(run, dataset.qrels, list(config.metrics)).aggregate
 
 
@@ -264,8 +340,12 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
     """Prune the relevance units of ``neurons`` (a study folder or its scores) and score
     retrieval on ``data``: intact, top p% and ``seeds`` random draws per p, per layer.
 
-    With ``out_dir``, rows go to ``out_dir/pruning.parquet`` as they finish and a rerun
-    skips them.
+    The study must come from this model (same kind, unit counts and weights). With
+    ``out_dir``, each evaluation is a job of the run folder ``out_dir/pruning-<dataset>``
+    (:class:`irlens.artifacts.Store`): a rerun computes only the missing ones (more p
+    values or seeds reuse the rest), and another model, neuron study, dataset or
+    configuration in the same folder is refused. The result is also saved there
+    (``result/``).
     """
     from irlens.data import load_dataset
 
@@ -273,57 +353,73 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
     _validate(config, model)
     for p in [*config.ps, *([config.layer_p] if config.layer_p is not None else [])]:
         check_options(p, config.score, config.scope, config.kind)
-    scores, manifest = _load_scores(neurons)
-    if manifest is not None:
-        check_model(manifest, model)
+    scores, study = _load_scores(neurons)
+    if study is not None:
+        check_model(study.manifest, model)
     dataset = load_dataset(data, split=config.split, max_queries=config.max_queries)
     if not any(dataset.relevant(q) for q in dataset.queries):
         raise IrlensError(f"{dataset.name} ({config.split}) has no relevant judgements")
-    jobs = _jobs(scores, config)  # also validates p values and catches empty selections
-    if config.how == "mean" and values is None:
-        hooks = sorted({h for _, sel in jobs if sel is not None for h in sel.units})
-        values = unit_means(model, dataset, hooks)
+    jobs = pruning_jobs(scores, config)  # also validates p values and catches empty selections
+    neurons_id = f"{'table' if study is None else study.name}:{_scores_hash(scores)}"
     params = {**asdict(config), "dataset": dataset.name, "model_id": model.model_id,
               "n_queries": len(dataset.queries), "model_class": type(model).__name__,
               "ranking": _ranking(model, config, dataset), "versions": library_versions(),
-              "neurons": None if manifest is None else manifest.get("dataset")}
-    path = None if out_dir is None else Path(out_dir) / f"pruning-{dataset.name}.parquet"
-    done = pd.DataFrame()
-    if path is not None and path.is_file():
-        old = PruningResult.from_parquet(path)
-        keys = [k for k in params  # p, seed and layer are part of each row's key
-                if k not in ("versions", "batch_size", "ps", "seeds", "layer_p")]
-        diffs = [k for k in keys if json.dumps(old.parameters.get(k), default=str)
-                 != json.dumps(params[k], default=str)]
-        if diffs:
-            raise IrlensError(f"{path} holds a different pruning run ({', '.join(diffs)} "
-                              "differ); pass another output folder or delete it")
-        done = old.rows
-    rows = done.to_dict("records")
-    finished = {r["key"] for r in rows}
-    candidates = _candidates(model, dataset, config)
-    from tqdm.auto import tqdm
+              "neurons": None if study is None else study.info.get("dataset"),
+              "neurons_id": neurons_id}
+    run_config = {k: v for k, v in params.items()
+                  if k not in ("versions", "batch_size", "ps", "seeds", "layer_p", "dataset",
+                               "n_queries")}
+    manifest = make_manifest("pruning.run", run_config, model=model, data=dataset)
+    store = None if out_dir is None else Store(Path(out_dir) / f"pruning-{_safe(dataset.name)}",
+                                               manifest)
+    if config.how == "mean" and values is None:
+        hooks = sorted({h for _, sel in jobs if sel is not None for h in sel.units})
+        values = unit_means(model, dataset, hooks)
+    state: dict[str, Any] = {}
 
-    with _doc_limit(model, config.max_length):
-        for key, sel in tqdm(jobs, desc=f"prune {dataset.name}", unit="eval",
-                             disable=not progress):
-            if key in finished:
-                continue
+    def job(key: str, sel: Selection | None):
+        def run() -> PruningEval:
+            if "candidates" not in state:
+                state["candidates"] = candidate_pool(model, dataset, config)
             start = time.time()
-            if sel is None:
-                values_m = _measure(model, dataset, candidates, config, False)
-            else:
-                with prune(model, sel, positions=config.positions, how=config.how,
-                           values=values):
-                    values_m = _measure(model, dataset, candidates, config, False)
+            values_m = evaluate_selection(model, dataset, state["candidates"], sel, config,
+                                          values)
             exp, layer, p, kind, seed = key.split("|")
-            rows.append({"key": key, "dataset": dataset.name, "experiment": exp,
-                         "layer": int(layer), "p": float(p), "selection": kind,
-                         "seed": int(seed), "n_units": 0 if sel is None else sel.n,
-                         "seconds": round(time.time() - start, 2), **values_m})
-            if path is not None:
-                PruningResult(pd.DataFrame(rows), params).to_parquet(path)
-    return PruningResult(pd.DataFrame(rows), params)
+            return PruningEval(manifest, {
+                "key": key, "dataset": dataset.name, "experiment": exp, "layer": int(layer),
+                "p": float(p), "selection": kind, "seed": int(seed),
+                "n_units": 0 if sel is None else sel.n,
+                "seconds": round(time.time() - start, 2), **values_m})
+        return run
+
+    todo = {key: job(key, sel) for key, sel in jobs}
+    if store is None:
+        from tqdm.auto import tqdm
+
+        rows = [todo[key]().row for key in tqdm(todo, desc=f"prune {dataset.name}",
+                                                 unit="eval", disable=not progress)]
+    else:
+        done = resume(store, todo, PruningEval, progress=progress,
+                      desc=f"prune {dataset.name}")
+        rows = [done[key].row for key in todo]
+    result = PruningResult(manifest, rows, params)
+    if store is not None:
+        result.save(store.folder / "result")
+    return result
+
+
+def _safe(name: str) -> str:
+    """A dataset name usable as one folder name (ir_datasets ids contain '/')."""
+    return name.replace("/", "_").replace("\\", "_") or "data"
+
+
+def _scores_hash(scores: pd.DataFrame) -> str:
+    """A short content hash of a scores table (which neuron study the units come from)."""
+    import hashlib
+
+    digest = hashlib.sha1(pd.util.hash_pandas_object(scores, index=False).to_numpy()
+                          .tobytes())
+    return digest.hexdigest()[:12]
 
 
 def _pool(config: PruningConfig, dataset) -> str:
@@ -357,7 +453,8 @@ def _validate(config: PruningConfig, model: Retriever) -> None:
                           f"{', '.join(Segment.NAMES)}")
 
 
-def _jobs(scores: pd.DataFrame, config: PruningConfig) -> list[tuple[str, Selection | None]]:
+def pruning_jobs(scores: pd.DataFrame, config: PruningConfig
+                 ) -> list[tuple[str, Selection | None]]:
     """(key, selection) for every evaluation; key = experiment|layer|p|selection|seed."""
     common = {"kind": config.kind, "score": config.score, "segment": config.segment}
     jobs: list[tuple[str, Selection | None]] = [("curve|-1|0|intact|-1", None)]
@@ -375,10 +472,3 @@ def _jobs(scores: pd.DataFrame, config: PruningConfig) -> list[tuple[str, Select
             jobs += [(f"layer|{layer}|{config.layer_p}|random|{s}",
                       random_like(scores, top, s, "global")) for s in range(config.seeds)]
     return jobs
-
-
-def _ratio(drop_relevance: float, drop_random: float) -> float:
-    """Relevance drop over random drop; inf when random units cost nothing."""
-    if drop_random > 0:
-        return drop_relevance / drop_random
-    return float("inf") if drop_relevance > 0 else float("nan")

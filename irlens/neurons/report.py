@@ -1,4 +1,4 @@
-"""Plots (PNG, matplotlib Agg) and one HTML page for a neuron study and its pruning.
+"""Plots (PNG, matplotlib's Figure API) and one HTML page for a neuron study and its pruning.
 
 The page shows the run's configuration, per-layer completeness, the top relevance
 neurons (FFN units and heads) per layer, the overlaps between datasets, and the pruning
@@ -24,19 +24,19 @@ if TYPE_CHECKING:
 __all__ = ["plot_layer_pruning", "plot_pruning", "render_report"]
 
 
-def _pyplot():
-    import matplotlib
+def _figure(n_panels: int):
+    """A figure with ``n_panels`` axes in a row (the Figure API: no pyplot state, no
+    backend switch in the user's session)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(4.2 * n_panels, 3.3))
+    axes = fig.subplots(1, n_panels, squeeze=False)
+    return fig, axes
 
 
 def _save(fig, path: str | Path | None) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
     data = buf.getvalue()
     if path is not None:
         with atomic_path(path) as tmp:
@@ -56,13 +56,11 @@ def plot_pruning(result: PruningResult, path: str | Path | None = None,
                  metric: str | None = None) -> Path | bytes:
     """The curve: ``metric`` against p (log axis) for relevance units and random units
     (mean +- std over seeds), the intact model dashed; one panel per dataset."""
-    plt = _pyplot()
     metric = _metric(result, metric)
     summary = result.summary()
     curve = summary[summary["experiment"] == "curve"]
     datasets = list(dict.fromkeys(curve["dataset"])) or ["(none)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.3),
-                             squeeze=False)
+    fig, axes = _figure(len(datasets))
     for ax, name in zip(axes[0], datasets, strict=True):
         rows = curve[curve["dataset"] == name].sort_values("p")
         if rows.empty:
@@ -72,6 +70,7 @@ def plot_pruning(result: PruningResult, path: str | Path | None = None,
                 label="relevance units")
         mean, std = rows[f"{metric} random"], rows[f"{metric} random std"]
         ax.plot(rows["p"], mean, "s-", c="tab:blue", label="random units (mean)")
+        std = std.fillna(0)
         ax.fill_between(rows["p"], mean - std, mean + std, color="tab:blue", alpha=0.2)
         ax.set_xscale("log")
         ax.set_xticks(rows["p"].to_numpy())
@@ -88,13 +87,11 @@ def plot_pruning(result: PruningResult, path: str | Path | None = None,
 def plot_layer_pruning(result: PruningResult, path: str | Path | None = None,
                        metric: str | None = None) -> Path | bytes:
     """Per-layer pruning: drop of ``metric`` per layer, relevance vs random (+- std)."""
-    plt = _pyplot()
     metric = _metric(result, metric)
     summary = result.summary()
     layer = summary[summary["experiment"] == "layer"]
     datasets = list(dict.fromkeys(layer["dataset"])) or ["(none)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.3),
-                             squeeze=False)
+    fig, axes = _figure(len(datasets))
     for ax, name in zip(axes[0], datasets, strict=True):
         rows = layer[layer["dataset"] == name].sort_values("layer")
         if rows.empty:
@@ -103,7 +100,7 @@ def plot_layer_pruning(result: PruningResult, path: str | Path | None = None,
         ax.bar(x - 0.2, rows[f"{metric} drop relevance"], 0.4, color="tab:red",
                label="relevance units")
         ax.bar(x + 0.2, rows[f"{metric} drop random"], 0.4, color="tab:blue",
-               yerr=rows[f"{metric} random std"], label="random units")
+               yerr=rows[f"{metric} random std"].fillna(0), label="random units")
         ax.set_xticks(x)
         ax.set_xlabel(f"layer (top {rows['p'].iloc[0]:g}% of its units)")
         ax.set_ylabel(f"{metric} drop")
@@ -138,18 +135,23 @@ def _top_units(scores: pd.DataFrame, kind: str, score: str, n: int) -> list[dict
 
 def _pruning_table(table: pd.DataFrame, metrics: list[str]
                    ) -> tuple[list[str], list[list[str]]]:
-    """Compact display rows: per metric intact, relevance, random mean +- std, ratio."""
+    """Compact display rows: per metric intact, relevance, random mean +- std, and the
+    excess drop over random units with its 95% CI over seeds."""
     columns = ["experiment", "layer", "p (%)", "units"]
     for m in metrics:
-        columns += [f"{m} intact", f"{m} relevance", f"{m} random", f"{m} drop ratio"]
+        columns += [f"{m} intact", f"{m} relevance", f"{m} random",
+                    f"{m} excess drop [95% CI]", f"{m} vs random"]
     rows = []
     for _, r in table.iterrows():
         row = [r["experiment"], "all" if r["layer"] < 0 else str(r["layer"]), f"{r['p']:g}",
                str(r["n_units"])]
         for m in metrics:
+            std = r[f"{m} random std"]
+            ci = "" if pd.isna(r[f"{m} excess lo"]) else \
+                f" [{r[f'{m} excess lo']:+.4f}, {r[f'{m} excess hi']:+.4f}]"
             row += [f"{r[f'{m} intact']:.4f}", f"{r[f'{m} relevance']:.4f}",
-                    f"{r[f'{m} random']:.4f} ± {r[f'{m} random std']:.4f}",
-                    f"{r[f'{m} ratio']:.2f}"]
+                    f"{r[f'{m} random']:.4f}" + ("" if pd.isna(std) else f" ± {std:.4f}"),
+                    f"{r[f'{m} excess']:+.4f}{ci}", str(r[f"{m} verdict"])]
         rows.append(row)
     return columns, rows
 
@@ -174,7 +176,9 @@ def render_report(path: str | Path, *, neurons_dir: str | Path | None = None,
             names.append("fusion")
             dirs.append(folder / "fusion")
         for name, d in zip(names, dirs, strict=True):
-            manifest = read_json(d / "manifest.json")
+            from irlens.neurons.study import Study
+
+            manifest = Study(d).info
             scores = pd.read_parquet(d / "scores.parquet")
             comp = d / "completeness.parquet"
             ctx["studies"].append({

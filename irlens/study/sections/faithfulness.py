@@ -83,11 +83,7 @@ class FaithfulnessSection(Section):
             qrels.setdefault(qid, {})[doc_id] = data.qrels[qid][doc_id]
         sub = Dataset(data.name, data.corpus, {q: data.queries[q] for q in qrels}, qrels,
                       data.split)
-        table = faithfulness_study(
-            ctx.model, sub, n_pairs=len(pairs), methods=self.methods(params),
-            n_steps=params["n_steps"], target=params["target"],
-            max_doc_tokens=params["max_doc_tokens"], top_k=params["top_k"],
-            n_candidates=params["n_candidates"], seed=ctx.spec.seed, group_size=len(pairs))
+        table = faithfulness_study(ctx.model, sub, **study_options(ctx, params, len(pairs)))
         return self.result(ctx, job, rows=table.records, seconds=time.perf_counter() - start)
 
     def report(self, ctx, params, results) -> SectionReport:
@@ -131,6 +127,15 @@ class FaithfulnessSection(Section):
             "(comprehensiveness higher, sufficiency and log-odds lower).",
             [("Comprehensiveness (probability drop when the top tokens are deleted)",
               figure_png(fig))])
+
+
+def study_options(ctx: Context, params: dict[str, Any], n_pairs: int) -> dict[str, Any]:
+    """Keyword arguments of :func:`irlens.attribution.faithfulness_study` for one group of
+    ``n_pairs`` pairs (the one place that maps this section's options to its names)."""
+    return {"n_pairs": n_pairs, "methods": FaithfulnessSection.methods(params),
+            "n_steps": params["n_steps"], "target": params["target"],
+            "max_doc_tokens": params["max_doc_tokens"], "top_k": params["top_k"],
+            "n_candidates": params["n_candidates"], "seed": ctx.spec.seed}
 
 
 def _num(value: Any) -> float:

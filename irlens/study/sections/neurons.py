@@ -1,11 +1,12 @@
 """Section ``neurons``: relevance neurons by Neuron Integrated Gradients.
 
-Vast et al., "Which Neurons Matter in IR?", ICTIR 2024. Adapter over
-:class:`irlens.neurons.NeuronIntegratedGradients`: one job samples (query, relevant,
-BM25 negative) triplets (:func:`irlens.data.sample_triplets`) and keeps those the model
-orders right; one job per shard of ``shard_size`` kept triplets attributes the relevant
-and the non-relevant pair; a last (driver) job averages them into a scores table in the
-layout of :mod:`irlens.neurons.selection`. The control is the non-relevant pairs.
+Vast et al., "Which Neurons Matter in IR?", ICTIR 2024. Adapter over the jobs of
+:func:`irlens.neurons.run_study` (:mod:`irlens.neurons.study`): the triplets job
+(:func:`~irlens.neurons.study.triplet_table`: sample, score, keep, shard), one job per
+shard of kept triplets (:func:`~irlens.neurons.study.attribute_shard`: NIG of the relevant
+and the non-relevant pair) and a last (driver) job averaging them into the scores table
+(:func:`~irlens.neurons.study.scores_frame`). The control is the non-relevant pairs.
+The options passed to the neuron study are mapped in :func:`study_config` only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
@@ -79,80 +79,45 @@ class NeuronsSection(Section):
         return shards + 1, 2 * (params["n_steps"] + 1) * params["triplets"]
 
     def run(self, ctx: Context, job: Job) -> StudyResult:
+        from irlens.errors import IrlensError
+        from irlens.neurons.study import attribute_shard, triplet_table
+
         start = time.perf_counter()
-        params = ctx.spec.sections[self.name]
+        config = study_config(ctx, ctx.spec.sections[self.name])
         if job.part == "triplets":
-            rows = self._triplets(ctx, job.dataset, params)
-            return self.result(ctx, job, rows=rows, seconds=time.perf_counter() - start)
+            table = triplet_table(ctx.model, ctx.manifest(job), config,
+                                  ctx.dataset(job.dataset))
+            return self.result(ctx, job, rows=table.rows, seconds=time.perf_counter() - start)
         if job.part == "scores":
             return self._scores(ctx, job, start)
-        from irlens.errors import IrlensError
-        from irlens.neurons import NeuronIntegratedGradients
-
         if not job.payload["rows"]:
             raise IrlensError("empty NIG shard; rerun the study")
-        engine = NeuronIntegratedGradients(ctx.model, n_steps=params["n_steps"],
-                                           ffn=params["ffn"], attention=params["attention"],
-                                           baseline=params["baseline"], rule=params["rule"])
-        queries = [r["query"] for r in job.payload["rows"]]
-        out: dict[str, Any] = {}
-        with _max_length(ctx.model, params["max_length"]):
-            for label, col in (("relevant", "pos_text"), ("nonrelevant", "neg_text")):
-                res = engine.attribute(queries, [r[col] for r in job.payload["rows"]])
-                out[f"ffn_{label}"] = res.ffn
-                out[f"attn_{label}"] = res.attn
-                out[f"{label}_delta"] = res.delta.tolist()
+        shard = attribute_shard(ctx.model, config.engine(ctx.model), config,
+                                pd.DataFrame(job.payload["rows"]), ctx.manifest(job))
         return self.result(ctx, job, seconds=time.perf_counter() - start,
-                           values={"hooks": res.hook_names, "parameters": res.parameters,
-                                   "relevant_delta": out.pop("relevant_delta"),
-                                   "nonrelevant_delta": out.pop("nonrelevant_delta")},
-                           **out)
-
-    def _triplets(self, ctx: Context, dataset: str, params) -> list[dict[str, Any]]:
-        from dataclasses import asdict
-
-        from irlens.data import sample_triplets
-        from irlens.models import CrossEncoder
-
-        data = ctx.dataset(dataset)
-        top = max((g for judged in data.qrels.values() for g in judged.values()), default=1)
-        triplets = sample_triplets(data, params["triplets"], negatives="bm25",
-                                   seed=ctx.spec.seed, min_relevance=2 if top >= 3 else 1,
-                                   bm25_depth=params["bm25_depth"])
-        rows = [asdict(t) for t in triplets]
-        model = ctx.model
-        queries = [r["query"] for r in rows]
-        with _max_length(model, params["max_length"]), torch.no_grad():
-            scores = []
-            for col in ("pos_text", "neg_text"):
-                docs = [r[col] for r in rows]
-                if isinstance(model, CrossEncoder):
-                    scores.append(model.predict(queries, docs, output="prob").tolist())
-                else:
-                    scores.append(model.pair_similarity(model.encode_queries(queries),
-                                                        model.encode_docs(docs)).tolist())
-        for row, pos, neg in zip(rows, *scores, strict=True):
-            row["pos_score"], row["neg_score"] = float(pos), float(neg)
-            row["kept"] = {"ordered": pos > neg, "classified": pos > 0.5 > neg,
-                           "all": True}[params["keep"]]
-        return rows
+                           values={"hooks": shard.hook_names, "parameters": shard.parameters,
+                                   "n_pairs": len(job.payload["rows"])},
+                           ffn_relevant=shard.relevant_ffn, ffn_nonrelevant=shard.nonrelevant_ffn,
+                           attn_relevant=shard.relevant_attn,
+                           attn_nonrelevant=shard.nonrelevant_attn)
 
     def _scores(self, ctx: Context, job: Job, start: float) -> StudyResult:
         shards = [ctx.result(k) for k in job.payload["shards"]]
         out: dict[str, Any] = {}
         rows = []
         for label in ("relevant", "nonrelevant"):
-            ffn = np.concatenate([s.__dict__[f"ffn_{label}"] for s in shards])
-            out[f"ffn_{label}"] = ffn.mean(0)
-            if shards[0].__dict__[f"attn_{label}"] is not None:
-                out[f"attn_{label}"] = np.concatenate(
-                    [s.__dict__[f"attn_{label}"] for s in shards]).mean(0)
+            ffn = np.concatenate([getattr(s, f"ffn_{label}") for s in shards])
+            out[f"ffn_{label}"] = ffn.mean(0)  # means over pairs, as the neuron study's
+            if shards[0].attn_relevant is not None:
+                out[f"attn_{label}"] = np.concatenate([getattr(s, f"attn_{label}")
+                                                       for s in shards]).mean(0)
             per_layer = ffn.sum(axis=(2, 3))  # [P, L]
             for pair, layers in enumerate(per_layer):
                 rows += [{"label": label, "pair": pair, "layer": layer, "ffn_sum": float(v)}
                          for layer, v in enumerate(layers)]
-        values = {"hooks": shards[0].values["hooks"], "ffn": shards[0].values["parameters"]
-                  ["ffn"], "n_pairs": int(sum(len(s.values["relevant_delta"]) for s in shards))}
+        values = {"hooks": shards[0].values["hooks"],
+                  "ffn": shards[0].values["parameters"]["ffn"],
+                  "n_pairs": int(sum(s.values["n_pairs"] for s in shards))}
         return self.result(ctx, job, rows=rows, values=values,
                            seconds=time.perf_counter() - start, **out)
 
@@ -199,42 +164,26 @@ class NeuronsSection(Section):
             [("Summed FFN attribution per layer (mean over pairs)", figure_png(fig))])
 
 
+def study_config(ctx: Context, params: dict[str, Any]):
+    """The :class:`irlens.neurons.StudyConfig` of this section's parameters (the one place
+    that maps the study's option names to the neuron study's)."""
+    from irlens.neurons import StudyConfig
+
+    return StudyConfig(
+        n_triplets=params["triplets"], seed=ctx.spec.seed, keep=params["keep"],
+        shard_size=params["shard_size"], bm25_depth=params["bm25_depth"],
+        max_length=params["max_length"], n_steps=params["n_steps"], ffn=params["ffn"],
+        attention=params["attention"], baseline=params["baseline"], rule=params["rule"])
+
+
 def scores_table(result: StudyResult) -> pd.DataFrame:
-    """The neurons' scores table (the :mod:`irlens.neurons.selection` layout: hook, kind,
-    layer, unit, segment, relevant, nonrelevant, contrast) from a ``scores`` result."""
-    from irlens.neurons import SEGMENTS
+    """The neuron study's scores table (:func:`irlens.neurons.study.scores_frame`) of a
+    ``scores`` result (mean attributions over pairs)."""
+    from irlens.neurons.study import scores_frame
 
-    frames = []
-    rel, non = result.ffn_relevant, result.ffn_nonrelevant  # [L, 5, I]
-    rel = np.concatenate([rel.sum(1, keepdims=True), rel], 1)
-    non = np.concatenate([non.sum(1, keepdims=True), non], 1)
-    li, si, ui = np.meshgrid(*(np.arange(n) for n in rel.shape), indexing="ij")
-    segments = np.array(["all", *SEGMENTS])
-    ffn = result.values["ffn"]
-    frames.append(pd.DataFrame({
-        "hook": [f"layer.{i}.ffn.{ffn}" for i in li.ravel()], "kind": "ffn",
-        "layer": li.ravel(), "unit": ui.ravel(), "segment": segments[si.ravel()],
-        "relevant": rel.ravel(), "nonrelevant": non.ravel(), "contrast": (rel - non).ravel()}))
-    if result.attn_relevant is not None:
-        r = result.attn_relevant.sum(axis=(2, 3))  # [L, A]
-        n = result.attn_nonrelevant.sum(axis=(2, 3))
-        li, hi = np.meshgrid(*(np.arange(k) for k in r.shape), indexing="ij")
-        frames.append(pd.DataFrame({
-            "hook": [f"layer.{i}.attn.probs" for i in li.ravel()], "kind": "attn",
-            "layer": li.ravel(), "unit": hi.ravel(), "segment": "all",
-            "relevant": r.ravel(), "nonrelevant": n.ravel(), "contrast": (r - n).ravel()}))
-    return pd.concat(frames, ignore_index=True)
+    def one(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.asarray(a)[None]  # a single "pair": the mean
 
-
-class _max_length:  # noqa: N801 - a context manager used like a function
-    """Set ``model.max_length`` while the block runs (restored on every exit)."""
-
-    def __init__(self, model, limit: int | None):
-        self.model, self.limit, self.saved = model, limit, model.max_length
-
-    def __enter__(self):
-        if self.limit is not None:
-            self.model.max_length = min(self.limit, self.saved)
-
-    def __exit__(self, *exc):
-        self.model.max_length = self.saved
+    return scores_frame(one(result.ffn_relevant), one(result.ffn_nonrelevant),
+                        result.values["ffn"], one(result.attn_relevant),
+                        one(result.attn_nonrelevant))

@@ -1,17 +1,18 @@
 """Section ``prune``: retrieval with the top relevance neurons zeroed, against random ones.
 
-Vast et al., ICTIR 2024. Adapter over :func:`irlens.neurons.select`,
-:func:`irlens.neurons.random_like` and :func:`irlens.neurons.prune` (the model is
-restored on exit): one job per evaluation (intact model, top ``p``% units, each random
-seed). Documents are ranked among BM25's top ``depth`` (``pool: bm25``, the candidates a
-cross-encoder reranks) or, for bi-encoders, by a full search (``pool: full``). The
-control is ``seeds`` random selections of the same size.
+Vast et al., ICTIR 2024. Adapter over the evaluations of
+:func:`irlens.neurons.evaluate_pruning`: its selections
+(:func:`~irlens.neurons.pruning.pruning_jobs`: intact, top ``p``% units, ``seeds`` random
+selections of the same size) become one job each, run by
+:func:`~irlens.neurons.pruning.evaluate_selection` (the model is restored on exit) on the
+candidates of :func:`~irlens.neurons.pruning.candidate_pool` (``pool`` as in
+:class:`irlens.neurons.PruningConfig`). The control is the random selections. The options
+passed to pruning are mapped in :func:`pruning_config` only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
 from irlens.study.sections import Section, SectionReport, figure_png, mean_ci
-from irlens.study.sections.neurons import _max_length, scores_table
+from irlens.study.sections.neurons import scores_table
 
 __all__ = ["PruneSection"]
 
@@ -36,8 +37,9 @@ class PruneSection(Section):
         "kind": Field("str", "ffn", "units: ffn or attn (heads)", choices=("ffn", "attn")),
         "score": Field("str", "relevant", "ranking of units",
                        choices=("relevant", "contrast", "nonrelevant")),
-        "pool": Field("str", "bm25", "candidates ranked: bm25 (top depth) or full (search, "
-                      "bi-encoders)", choices=("bm25", "full")),
+        "pool": Field("str", "bm25", "candidates ranked: bm25 (BM25 top depth), full (search, "
+                      "bi-encoders), judged+bm25 or auto",
+                      choices=("bm25", "full", "judged+bm25", "auto")),
         "depth": Field("int", 100, "BM25 candidates per query", minimum=1),
         "metrics": Field("list[str]", ["nDCG@10", "RR@10"], "ir_measures names"),
         "max_queries": Field("int", None, "evaluate on the first N queries", minimum=1,
@@ -54,7 +56,7 @@ class PruneSection(Section):
 
     def plan(self, ctx: Context, dataset: str, params: dict[str, Any]) -> Iterator[list[Job]]:
         from irlens.errors import IrlensError
-        from irlens.neurons import random_like, select
+        from irlens.neurons.pruning import pruning_jobs
 
         scores_job = next((j for j in ctx.planned.get(("neurons", dataset), [])
                            if j.part == "scores"), None)
@@ -70,20 +72,19 @@ class PruneSection(Section):
         work = n_queries * params["depth"]
         jobs = [make_job(self.name, dataset, "intact", base, work=work)]
         table = scores_table(ctx.result(scores_job.key))
-        for p in params["p"]:
-            try:
-                top = select(table, p, kind=params["kind"], score=params["score"])
-            except IrlensError as err:
-                raise ctx.spec.error(("sections", "prune", "p"), str(err)) from None
-            sel = {**base, "neurons": scores_job.key, "p": p, "kind": params["kind"],
-                   "score": params["score"]}
-            jobs.append(make_job(self.name, dataset, f"top{p:g}", sel, work=work,
-                                 payload={"selection": dataclasses.asdict(top)}))
-            for seed in range(params["seeds"]):
-                rnd = random_like(table, top, seed)
-                jobs.append(make_job(self.name, dataset, f"random{p:g}-s{seed}",
-                                     {**sel, "seed": seed}, work=work,
-                                     payload={"selection": dataclasses.asdict(rnd)}))
+        try:
+            selections = pruning_jobs(table, pruning_config(ctx, params))
+        except IrlensError as err:
+            raise ctx.spec.error(("sections", "prune", "p"), str(err)) from None
+        for key, sel in selections[1:]:  # key: experiment|layer|p|selection|seed
+            _, _, p, which, seed = key.split("|")
+            inputs = {**base, "neurons": scores_job.key, "p": float(p), "kind": params["kind"],
+                      "score": params["score"]}
+            part = f"top{float(p):g}" if which == "relevance" else f"random{float(p):g}-s{seed}"
+            if which == "random":
+                inputs["seed"] = int(seed)
+            jobs.append(make_job(self.name, dataset, part, inputs, work=work,
+                                 payload={"selection": dataclasses.asdict(sel)}))
         yield jobs
 
     def estimate(self, ctx, dataset, params, planned):
@@ -92,42 +93,25 @@ class PruneSection(Section):
         return n, n * queries * params["depth"]
 
     def run(self, ctx: Context, job: Job) -> StudyResult:
-        from irlens.evaluation import evaluate
-        from irlens.neurons import Selection, prune
+        from irlens.neurons import Selection
+        from irlens.neurons.pruning import candidate_pool, evaluate_selection
 
         start = time.perf_counter()
         params = ctx.spec.sections[self.name]
+        config = pruning_config(ctx, params)
         data = ctx.dataset(job.dataset)
         if params["max_queries"] is not None:
             data = data.subset(max_queries=params["max_queries"])
+        memo = ("candidates", data.fingerprint, tuple(data.queries), params["pool"],
+                params["depth"])
+        if memo not in ctx.cache:  # one pool per process, shared by its evaluations
+            ctx.cache[memo] = candidate_pool(ctx.model, data, config)
         selection = job.payload.get("selection")
-        model = ctx.model
-        with _max_length(model, params["max_length"]):
-            if selection is None:
-                run = self._rank(ctx, data, params)
-            else:
-                with prune(model, Selection(**selection)):
-                    run = self._rank(ctx, data, params)
-        result = evaluate(run, data.qrels, params["metrics"])
-        n_units = 0 if selection is None else sum(map(len, selection["units"].values()))
+        selection = None if selection is None else Selection(**selection)
+        aggregate = evaluate_selection(ctx.model, data, ctx.cache[memo], selection, config)
         return self.result(ctx, job, seconds=time.perf_counter() - start,
-                           values={"aggregate": result.aggregate, "metrics": result.metrics,
-                                   "n_units": n_units},
-                           rows=[{"qid": q, **v} for q, v in result.per_query.items()])
-
-    def _rank(self, ctx: Context, data, params) -> dict[str, dict[str, float]]:
-        from irlens.models import CrossEncoder
-        from irlens.retrieval import bm25_search, dense_search, rerank
-
-        if params["pool"] == "full" and not isinstance(ctx.model, CrossEncoder):
-            with tempfile.TemporaryDirectory(prefix="irlens-prune-") as cache:
-                return dense_search(ctx.model, data, k=100, batch_size=ctx.spec.batch_size,
-                                    cache_dir=cache, progress=False)
-        memo = ("bm25", data.fingerprint, tuple(data.queries), params["depth"])
-        if memo not in ctx.cache:
-            ctx.cache[memo] = bm25_search(data, k=params["depth"], progress=False)
-        return rerank(ctx.model, data, ctx.cache[memo], depth=params["depth"],
-                      batch_size=ctx.spec.batch_size, progress=False)
+                           values={"aggregate": aggregate, "metrics": list(params["metrics"]),
+                                   "n_units": 0 if selection is None else selection.n})
 
     def report(self, ctx, params, results) -> SectionReport:
         from matplotlib.figure import Figure
@@ -172,3 +156,14 @@ class PruneSection(Section):
             f"{params['seeds']} random selections of as many units (95% CI over seeds).",
             [(f"{metric} intact, with the top units pruned, and with random units pruned",
               figure_png(fig))])
+
+
+def pruning_config(ctx: Context, params: dict[str, Any]):
+    """The :class:`irlens.neurons.PruningConfig` of this section's parameters (the one
+    place that maps the study's option names to pruning's)."""
+    from irlens.neurons import PruningConfig
+
+    return PruningConfig(ps=tuple(params["p"]), seeds=params["seeds"], kind=params["kind"],
+                         score=params["score"], layer_p=None, metrics=tuple(params["metrics"]),
+                         depth=params["depth"], pool=params["pool"],
+                         max_length=params["max_length"], batch_size=ctx.spec.batch_size)

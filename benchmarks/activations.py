@@ -1,0 +1,186 @@
+"""Knowledge-neuron attribution speed: irlens's batched pass vs a loop per example and layer.
+
+Same run, same examples (SciFact test queries and their relevant abstracts, the real
+default model), same quadrature nodes: every FFN key (``ffn.post``) and value
+(``ffn.out``) unit of every layer, target = similarity with the relevant partner.
+
+- ``irlens``: :class:`irlens.activations.KnowledgeNeurons`: examples x sublayers x
+  layers x steps in one forward/backward per chunk;
+- ``loop``: Dai et al.'s (2022) scheme: for each example and each (sublayer, layer),
+  one forward of that layer's ``steps`` scaled copies through a plain torch hook on the
+  Hugging Face module, then ``torch.autograd.grad``; plus a forward with the layer
+  zeroed (the completeness baseline irlens also returns).
+
+The sides alternate (irlens, loop, irlens, loop, ...), each in its own process, best of
+``--repeats``; peak memory is the process's max RSS above the loaded model. The table is
+printed and written to ``benchmarks/results/activations.json`` with the max absolute
+difference between the two sides' attributions.
+
+Usage: python benchmarks/activations.py [--queries 8] [--docs 4] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("IRLENS_DATA", "/work/shared/data")) / "scifact"
+
+
+def _examples(n: int):
+    from irlens.activations import examples_for
+    from irlens.data import load_dataset
+
+    dataset = load_dataset(DATA)
+    pairs = examples_for(dataset, n, seed=0)
+    return [dataset.queries[q] for q, _ in pairs], dataset.doc_texts([d for _, d in pairs])
+
+
+def _loop(model, texts, side, partners, steps):
+    """Per example, per (sublayer, layer): hooks on the HF modules, steps in one batch."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from irlens.activations import nodes
+
+    alphas, weights = nodes(steps, "gausslegendre")
+    encoder = model.query_encoder if side == "query" else model.doc_encoder
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    layers = encoder.encoder.layer
+    out = {"keys": np.zeros((len(texts), len(layers), encoder.config.intermediate_size)),
+           "values": np.zeros((len(texts), len(layers), encoder.config.hidden_size)),
+           "zeroed": np.zeros((len(texts), 2, len(layers)))}
+    tok = model.tokenizer
+    for i, text in enumerate(texts):
+        enc = tok([text], truncation=True, max_length=model.max_length, return_tensors="pt")
+        for s, sub in enumerate(("keys", "values")):
+            for layer_index, layer in enumerate(layers):
+                module = layer.intermediate if sub == "keys" else layer.output.dense
+                factor = torch.tensor([*alphas, 0.0], dtype=torch.float32)
+                seen = {}
+
+                def hook(_m, _i, act, factor=factor, seen=seen):
+                    seen["clean"] = act.detach()
+                    seen["scaled"] = act * factor.view(-1, 1, 1)
+                    if not seen["scaled"].requires_grad:
+                        seen["scaled"].requires_grad_(True)
+                    return seen["scaled"]
+
+                handle = module.register_forward_hook(hook)
+                try:
+                    rows = {k: v.repeat(len(factor), 1) for k, v in enc.items()}
+                    with torch.enable_grad():
+                        hidden = encoder(**rows).last_hidden_state
+                        mask = rows["attention_mask"].unsqueeze(-1).float()
+                        pooled = (hidden * mask).sum(1) / mask.sum(1)
+                        value = F.cosine_similarity(pooled, partners[i][None], dim=-1)
+                        (grad,) = torch.autograd.grad(value.sum(), seen["scaled"])
+                finally:
+                    handle.remove()
+                per_step = (seen["clean"] * grad).sum(1).double().numpy()  # [steps+1, U]
+                out[sub][i, layer_index] = (weights[:, None] * per_step[:-1]).sum(0)
+                out["zeroed"][i, s, layer_index] = float(value[-1])
+    return out
+
+
+def worker(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from irlens.activations import KnowledgeNeurons
+    from irlens.models import load_model
+
+    model = load_model("default", device="cpu", max_length=args.max_length)
+    queries, docs = _examples(max(args.queries, args.docs))
+    cases = [("query", queries[:args.queries], model.encode_docs(docs[:args.queries])),
+             ("doc", docs[:args.docs], model.encode_queries(queries[:args.docs]))]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    results = {}
+    for side, texts, partners in cases:
+        start = time.perf_counter()
+        if args.side == "irlens":
+            kn = KnowledgeNeurons(model, n_steps=args.steps, rule="gausslegendre",
+                                  memory_gb=args.memory_gb)
+            out = kn.attribute(texts, side, partners)
+        else:
+            out = _loop(model, texts, side, partners, args.steps)
+        seconds = time.perf_counter() - start
+        path = Path(args.dump) / f"{args.side}-{side}.npz"
+        np.savez(path, keys=out["keys"], values=out["values"], zeroed=out["zeroed"])
+        results[side] = {"seconds": seconds, "examples": len(texts)}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    print(json.dumps({"results": results, "peak_rss_mb": peak / 2**20}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queries", type=int, default=8)
+    parser.add_argument("--docs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory-gb", type=float, default=2.0)
+    parser.add_argument("--side", choices=["irlens", "loop"], help=argparse.SUPPRESS)
+    parser.add_argument("--dump", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        worker(args)
+        return
+    import tempfile
+
+    import numpy as np
+
+    dump = tempfile.mkdtemp(prefix="irlens-bench-")
+    runs: dict[str, list[dict]] = {"irlens": [], "loop": []}
+    for _ in range(args.repeats):
+        for side in ("irlens", "loop"):
+            cmd = [sys.executable, __file__, "--side", side, "--dump", dump,
+                   *[f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                     if k not in ("side", "dump")]]
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            res = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            runs[side].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"  {side}: {runs[side][-1]}", file=sys.stderr)
+    rows = []
+    for case in ("query", "doc"):
+        best = {s: min(r["results"][case]["seconds"] for r in runs[s]) for s in runs}
+        fast, slow = (np.load(Path(dump) / f"{s}-{case}.npz") for s in ("irlens", "loop"))
+        diff = max(float(np.abs(fast[k] - slow[k]).max()) for k in ("keys", "values", "zeroed"))
+        scale = max(float(np.abs(slow[k]).max()) for k in ("keys", "values"))
+        rows.append({"case": case, "examples": runs["irlens"][0]["results"][case]["examples"],
+                     "irlens_s": best["irlens"], "loop_s": best["loop"],
+                     "speedup": best["loop"] / best["irlens"], "max_abs_diff": diff,
+                     "max_abs_attribution": scale})
+    total = {s: min(sum(r["results"][c]["seconds"] for c in r["results"]) for r in runs[s])
+             for s in runs}
+    peak = {s: max(r["peak_rss_mb"] for r in runs[s]) for s in runs}
+    print(f"{'case':6} {'n':>3} {'irlens s':>9} {'loop s':>8} {'speed-up':>8} {'max |diff|':>11}")
+    for r in rows:
+        print(f"{r['case']:6} {r['examples']:>3} {r['irlens_s']:9.2f} {r['loop_s']:8.2f} "
+              f"{r['speedup']:7.1f}x {r['max_abs_diff']:11.2e}")
+    print(f"total: irlens {total['irlens']:.2f}s, loop {total['loop']:.2f}s "
+          f"({total['loop'] / total['irlens']:.1f}x); peak RSS above the model: irlens "
+          f"{peak['irlens']:.0f} MB, loop {peak['loop']:.0f} MB")
+    payload = {"config": {k: v for k, v in vars(args).items() if k not in ("side", "dump")},
+               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+               "rows": rows, "total_seconds": total,
+               "total_speedup": total["loop"] / total["irlens"], "peak_rss_mb": peak}
+    out = REPO / "benchmarks" / "results" / "activations.json"
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
