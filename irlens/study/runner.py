@@ -85,6 +85,10 @@ def check_model(spec: StudySpec) -> str:
     cross = any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
     kind = "cross-encoder" if cross else "bi-encoder"
     for name, params in spec.sections.items():
+        if SECTIONS[name].needs_bi_encoder and cross:
+            raise spec.error(("sections", name), f"section '{name}' needs a bi-encoder, but "
+                             f"model '{spec.model}' is a cross-encoder; remove the section "
+                             "or change the model")
         field = SECTIONS[name].cross_encoder_field(params)
         if field and not cross:
             raise spec.error(("sections", name, field), f"sections.{name}.{field} "

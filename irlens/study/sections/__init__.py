@@ -43,6 +43,7 @@ class Section:
     title: ClassVar[str] = ""
     fields: ClassVar[dict[str, Field]] = {}
     needs: ClassVar[tuple[str, ...]] = ()  # sections whose results this one uses
+    needs_bi_encoder: ClassVar[bool] = False  # True: refused for a cross-encoder
 
     def check(self, params: dict[str, Any]) -> list[tuple[tuple, str]]:
         """Cross-field problems: (field path under the section, one-line message)."""
@@ -103,11 +104,12 @@ def _register_builtins() -> None:
     from irlens.study.sections.evaluate import EvaluateSection
     from irlens.study.sections.faithfulness import FaithfulnessSection
     from irlens.study.sections.neurons import NeuronsSection
+    from irlens.study.sections.probe import ProbeSection
     from irlens.study.sections.prune import PruneSection
 
-    for cls in (EvaluateSection, FaithfulnessSection, NeuronsSection, PruneSection):
+    for cls in (EvaluateSection, FaithfulnessSection, NeuronsSection, PruneSection,
+                ProbeSection):
         register(cls())
-
 
 
 def figure_png(fig) -> bytes:
