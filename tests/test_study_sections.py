@@ -125,3 +125,37 @@ def test_probe_section_bad_options_name_their_line(tmp_path):
                                                         "tasks: [pointwise]"))
     with pytest.raises(IrlensError, match=r"^tiny.yaml line \d+: sections.probe.tasks"):
         load_spec(path)
+
+
+ACTIVATIONS = """\
+sections:
+  activations:
+    examples: 4
+    sides: [query, doc]
+    n_steps: 3
+"""
+
+
+def test_activations_section_equals_the_shard_jobs_of_the_plain_analysis(tmp_path):
+    from irlens.activations import ActivationConfig, examples_for
+    from irlens.activations.study import attribute_examples, count_rows
+    from irlens.data import load_dataset
+    from irlens.models import load_model
+
+    path = write_study(tmp_path, sections=ACTIVATIONS)
+    run = run_study(path, tmp_path / "out", progress=False)
+    spec = load_spec(path)
+    data = load_dataset(tmp_path / "data")
+    model = load_model(spec.model, device="cpu")
+    model.max_length = min(model.max_length, 128)
+    config = ActivationConfig(n_examples=4, n_steps=3, shard_size=2)  # other shards: same
+    pairs = examples_for(data, 4)
+    for side in ("query", "doc"):
+        shards = [attribute_examples(model, data, pairs[i:i + 2], side, config)
+                  for i in (0, 2)]
+        ref = pd.DataFrame(count_rows(model.model_id, side, shards, config))
+        mine = pd.DataFrame(_result(tmp_path / "out", run, f"activations-tiny-{side}-").rows)
+        assert len(mine) == len(ref) > 0
+        for col in ("active_per_example", "units_ever", "gini", "participation_ratio"):
+            assert mine[col].to_numpy() == pytest.approx(ref[col].to_numpy(), abs=1e-9), col
+    assert "section-activations" in (tmp_path / "out" / "report.html").read_text()

@@ -101,6 +101,7 @@ def register(section: Section) -> Section:
 
 
 def _register_builtins() -> None:
+    from irlens.study.sections.activations import ActivationsSection
     from irlens.study.sections.evaluate import EvaluateSection
     from irlens.study.sections.faithfulness import FaithfulnessSection
     from irlens.study.sections.neurons import NeuronsSection
@@ -108,7 +109,7 @@ def _register_builtins() -> None:
     from irlens.study.sections.prune import PruneSection
 
     for cls in (EvaluateSection, FaithfulnessSection, NeuronsSection, PruneSection,
-                ProbeSection):
+                ProbeSection, ActivationsSection):
         register(cls())
 
 
