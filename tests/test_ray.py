@@ -139,3 +139,29 @@ def test_evaluate_with_ray_encodes_on_workers_and_matches(cluster, local, tmp_pa
     [x] = list((tmp_path / "a").rglob("embeddings.npy"))
     [y] = list((tmp_path / "b").rglob("embeddings.npy"))
     np.testing.assert_allclose(np.load(x), np.load(y), rtol=0, atol=1e-6)
+
+
+def test_corpus_chunks_encoded_on_ray_fill_the_cache_like_one_process(cluster, local,
+                                                                       tmp_path):
+    """Several chunks on two workers (finishing in any order): the cached matrix and its
+    saved progress equal a single-process encoding of the same texts."""
+    import json
+
+    from irlens._encoding import PROGRESS, encode_cached
+    from irlens.distributed import chunk_encoder, scale_out
+    from irlens.models import load_model
+    from irlens.study import load_spec
+
+    spec = load_spec(local[0])
+    model = load_model(spec.model, device="cpu")
+    texts = spec.datasets["tiny"].load().doc_texts()
+    plain = encode_cached(model, texts, tmp_path / "plain", {}, 4, 4, False, "docs")
+    assert chunk_encoder() is None
+    with scale_out("auto", spec.model, workers=2, device="cpu"):
+        assert chunk_encoder() is not None
+        scaled = encode_cached(model, texts, tmp_path / "ray", {}, 4, 4, False, "docs")
+    assert chunk_encoder() is None
+    np.testing.assert_allclose(np.asarray(scaled), np.asarray(plain), rtol=0, atol=1e-6)
+    assert not (tmp_path / "ray" / PROGRESS).exists()  # finished: progress removed
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["shape"] == [len(texts), plain.shape[1]]

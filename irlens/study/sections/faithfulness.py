@@ -40,15 +40,19 @@ class FaithfulnessSection(Section):
     }
 
     def check(self, params):
-        from irlens.attribution import METHOD_NAMES
+        from irlens.attribution.study import check_study_options
+        from irlens.errors import IrlensError
 
-        for i, method in enumerate(params["methods"]):
-            if method.partition("-")[0] not in METHOD_NAMES:
-                return [(("methods", i), f"unknown attribution method '{method}'; use "
-                         f"{', '.join(METHOD_NAMES)} (with a baseline suffix such as "
-                         "ig-mask)")]
-        if not 0 < params["top_k"] <= 1:
-            return [(("top_k",), f"top_k is a share of tokens in (0, 1], got {params['top_k']}")]
+        options = study_options(None, params, params["pairs"])
+        options.pop("seed")
+        options.pop("max_doc_tokens")
+        try:
+            check_study_options(integration="gausslegendre", **options)
+        except IrlensError as err:
+            bad = next((("methods", i) for i, m in enumerate(params["methods"])
+                        if f"'{m}'" in str(err) or f"'{m.partition('-')[0]}'" in str(err)),
+                       ("top_k",) if "top_k" in str(err) else ())
+            return [(bad, str(err))]
         return []
 
     @staticmethod
@@ -129,13 +133,14 @@ class FaithfulnessSection(Section):
               figure_png(fig))])
 
 
-def study_options(ctx: Context, params: dict[str, Any], n_pairs: int) -> dict[str, Any]:
+def study_options(ctx: Context | None, params: dict[str, Any], n_pairs: int) -> dict[str, Any]:
     """Keyword arguments of :func:`irlens.attribution.faithfulness_study` for one group of
     ``n_pairs`` pairs (the one place that maps this section's options to its names)."""
     return {"n_pairs": n_pairs, "methods": FaithfulnessSection.methods(params),
             "n_steps": params["n_steps"], "target": params["target"],
             "max_doc_tokens": params["max_doc_tokens"], "top_k": params["top_k"],
-            "n_candidates": params["n_candidates"], "seed": ctx.spec.seed}
+            "n_candidates": params["n_candidates"],
+            "seed": None if ctx is None else ctx.spec.seed}
 
 
 def _num(value: Any) -> float:
