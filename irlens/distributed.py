@@ -10,6 +10,13 @@ results come back to the driver, which alone writes them (:mod:`irlens.study.run
 A worker killed mid-job is restarted by Ray and the job retried (``max_restarts``,
 ``max_task_retries``), so no result is lost or written twice.
 
+The plain commands scale out the same way: :func:`scale_out` sends corpus-encoding
+chunks to actors (``irlens evaluate --ray``); :func:`scale_jobs` sends the jobs of
+:func:`irlens.artifacts.resume` (NIG triplet shards of ``irlens neurons``, pruning
+evaluations of ``irlens prune``, attributed pairs of ``irlens faithfulness``) to actors
+that each hold the model: a job is pickled with its model replaced by a reference, which
+the actor resolves to its own copy (fingerprint checked). Only the driver writes results.
+
 Ray is optional: ``pip install irlens[ray]``; nothing here imports it until called.
 """
 
@@ -24,7 +31,8 @@ from typing import Any
 
 from irlens.errors import IrlensError
 
-__all__ = ["WorkerPool", "chunk_encoder", "connect", "require_ray", "scale_out"]
+__all__ = ["WorkerPool", "chunk_encoder", "connect", "job_runner", "require_ray", "scale_jobs",
+           "scale_out"]
 
 RETRIES = 3
 
@@ -233,5 +241,125 @@ def scale_out(address: str, model_name: str, *, workers: int | None = None,
         yield
     finally:
         _CHUNKS.reset(token)
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+
+
+# -- artefact jobs of the plain commands (``--ray`` on neurons, prune, faithfulness) -------
+_JOBS: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
+    "irlens_job_runner", default=None)
+_WORKER_MODEL: Any = None  # the model of this Ray worker process (set by its actor)
+
+
+def job_runner() -> Callable | None:
+    """The job runner in force (inside :func:`scale_jobs`), else None:
+    :func:`irlens.artifacts.resume` then runs its jobs in this process."""
+    return _JOBS.get()
+
+
+def _load_worker_model(model_name: str, load: dict[str, Any]) -> str:
+    """Load this worker's model once (in the actor's constructor); returns its fingerprint."""
+    global _WORKER_MODEL
+    import torch
+
+    from irlens.models import load_model
+
+    torch.set_num_threads(1)
+    _WORKER_MODEL = load_model(model_name, **load)
+    return _WORKER_MODEL.fingerprint
+
+
+def _worker_model(fingerprint: str, max_length: int):
+    """Unpickling a job's model reference on a worker: the worker's own model."""
+    model = _WORKER_MODEL
+    if model is None:
+        raise IrlensError("a job that uses a model reached a process without one; run it "
+                          "through irlens.distributed.scale_jobs")
+    if model.fingerprint != fingerprint:
+        raise IrlensError(f"the worker's model ({model.fingerprint}) is not the driver's "
+                          f"({fingerprint}); install the same model on every node")
+    model.max_length = max_length
+    return model
+
+
+def _dumps_by_reference(job: Callable) -> bytes:
+    """Pickle ``job`` with every retriever in it replaced by a reference to the worker's."""
+    import io
+
+    import torch
+    from ray import cloudpickle
+
+    from irlens.models import Retriever
+
+    class Pickler(cloudpickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, Retriever):
+                return _worker_model, (obj.fingerprint, obj.max_length)
+            if isinstance(obj, torch.nn.Module):  # a copy would miss the worker's hooks
+                raise IrlensError(f"a job holds a {type(obj).__name__} that is not a whole "
+                                  "irlens model; it cannot run on Ray workers")
+            return super().reducer_override(obj)
+
+    buffer = io.BytesIO()
+    Pickler(buffer).dump(job)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def scale_jobs(address: str, model_name: str, *, workers: int | None = None,
+               **load: Any) -> Iterator[None]:
+    """While the block runs, :func:`irlens.artifacts.resume` sends its jobs to Ray actors,
+    each holding ``load_model(model_name, **load)``; results come back to the driver,
+    which saves each as it arrives. A worker killed mid-job is restarted and its job
+    retried; one that fails :data:`RETRIES` + 1 times stops the run (rerun to resume)."""
+    ray = require_ray()
+    resources = connect(address)
+    gpus = int(resources.get("GPU", 0)) if load.get("device", "auto") in ("auto", "cuda") \
+        else 0
+    workers = workers or gpus or max(1, int(resources.get("CPU", 1)))
+
+    @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
+    class JobWorker:
+        def __init__(self):
+            from irlens.distributed import _load_worker_model
+
+            _load_worker_model(model_name, load)
+
+        def run(self, blob: bytes):
+            from ray import cloudpickle
+
+            return cloudpickle.loads(blob)()
+
+    actors = [JobWorker.options(num_cpus=1, num_gpus=1 if gpus else 0).remote()
+              for _ in range(workers)]
+
+    def run(jobs: dict[str, Callable]) -> Iterator[tuple[str, Any]]:
+        """Yield (key, result) for each job as it finishes (one job per actor at a time)."""
+        queue, idle = list(jobs), list(actors)
+        running: dict[Any, tuple[str, Any]] = {}
+        while queue or running:
+            while queue and idle:
+                key, actor = queue.pop(0), idle.pop(0)
+                running[actor.run.remote(_dumps_by_reference(jobs[key]))] = (key, actor)
+            [ready], _ = ray.wait(list(running), num_returns=1)
+            key, actor = running.pop(ready)
+            idle.append(actor)
+            try:
+                result = ray.get(ready)
+            except ray.exceptions.RayTaskError as err:
+                cause = err.as_instanceof_cause()
+                if isinstance(cause, IrlensError):
+                    raise IrlensError(str(cause).splitlines()[-1]) from None
+                raise
+            except ray.exceptions.RayActorError as err:
+                raise IrlensError(f"job {key} failed {RETRIES + 1} times on Ray workers "
+                                  f"({type(err).__name__}); rerun to resume") from None
+            yield key, result
+
+    token = _JOBS.set(run)
+    try:
+        yield
+    finally:
+        _JOBS.reset(token)
         for actor in actors:
             ray.kill(actor, no_restart=True)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,123 @@ def test_corpus_chunks_encoded_on_ray_fill_the_cache_like_one_process(cluster, l
     assert not (tmp_path / "ray" / PROGRESS).exists()  # finished: progress removed
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["shape"] == [len(texts), plain.shape[1]]
+
+
+def _cli(*args) -> str:
+    import json
+
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout) if result.stdout.strip().startswith("{") else result.stdout
+
+
+def _artefacts(folder) -> dict[str, float]:
+    """Every saved job artefact under ``folder`` and its modification time."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
+            for p in folder.rglob("manifest.json") if "jobs" in p.parts}
+
+
+def _count_dispatched(monkeypatch) -> list[int]:
+    """Count the jobs sent to Ray workers (a spy: the real pickling still runs)."""
+    import irlens.distributed as distributed
+
+    sent: list[int] = []
+    real = distributed._dumps_by_reference
+
+    def spy(job):
+        sent.append(1)
+        return real(job)
+
+    monkeypatch.setattr(distributed, "_dumps_by_reference", spy)
+    return sent
+
+
+def test_neurons_and_prune_with_ray_equal_the_plain_commands_and_resume_without(
+        cluster, local, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from irlens.study import load_spec
+
+    spec = load_spec(local[0])
+    data = Path(spec.datasets["tiny"].path)
+    common = ["--model", spec.model, "--data", data, "--triplets", "4", "--keep", "all",
+              "--shard-size", "1", "--steps", "3", "--device", "cpu", "--p", "10"]
+    _cli("neurons", *common, "--out", tmp_path / "plain")
+    sent = _count_dispatched(monkeypatch)
+    _cli("neurons", *common, "--out", tmp_path / "ray", "--ray", "auto", "--workers", "2")
+    assert len(sent) == 1 + 4  # the triplets job and one NIG shard per triplet
+    name = data.name
+    a = pd.read_parquet(tmp_path / "plain" / name / "scores.parquet")
+    b = pd.read_parquet(tmp_path / "ray" / name / "scores.parquet")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-6)
+    saved = _artefacts(tmp_path / "ray")
+    assert len([k for k in saved if "shard-" in k]) == 4
+    _cli("neurons", *common, "--out", tmp_path / "ray")  # without Ray: nothing recomputed
+    assert _artefacts(tmp_path / "ray") == saved
+
+    prune = ["--data", data, "--p", "10", "--seeds", "2", "--layer-p", "0", "--depth", "8",
+             "--pool", "bm25", "--device", "cpu"]
+    _cli("prune", "--neurons", tmp_path / "plain" / name, *prune)
+    _cli("prune", "--neurons", tmp_path / "ray" / name, *prune, "--ray", "auto",
+         "--workers", "2")
+    assert len(sent) == 5 + 4  # intact, top 10%, two random seeds
+    rows = [pd.read_parquet(next((tmp_path / side / name / "pruning").rglob("table.parquet")))
+            for side in ("plain", "ray")]
+    cols = ["experiment", "p", "selection", "seed", "nDCG@10", "RR@10"]
+    pd.testing.assert_frame_equal(rows[0][cols], rows[1][cols], check_exact=False, rtol=0,
+                                  atol=1e-9)
+
+
+def test_faithfulness_with_ray_equals_the_plain_command(cluster, local, tmp_path,
+                                                       monkeypatch):
+    from irlens.attribution.study import FaithfulnessTable
+    from irlens.study import load_spec
+
+    spec = load_spec(local[0])
+    common = ["faithfulness", "--model", spec.model, "--data", spec.datasets["tiny"].path,
+              "--pairs", "3", "--methods", "ig-mask,gxi,random", "--n-steps", "2",
+              "--candidates", "5", "--device", "cpu", "--json"]
+    _cli(*common, "--out", tmp_path / "plain")
+    sent = _count_dispatched(monkeypatch)
+    _cli(*common, "--out", tmp_path / "ray", "--ray", "auto", "--workers", "2")
+    assert len(sent) == 3  # one job per pair
+    a = FaithfulnessTable.load(tmp_path / "plain" / "table").to_frame()
+    b = FaithfulnessTable.load(tmp_path / "ray" / "table").to_frame()
+    numeric = [c for c in a.columns if a[c].dtype.kind == "f" and c != "seconds"]
+    assert len(a) == len(b) == 9 and numeric
+    assert a[numeric].to_numpy() == pytest.approx(b[numeric].to_numpy(), abs=1e-6,
+                                                  nan_ok=True)
+
+
+def test_a_job_holding_part_of_a_model_is_refused_before_it_is_sent(local):
+    from irlens.distributed import _dumps_by_reference
+    from irlens.errors import IrlensError
+    from irlens.models import load_model
+    from irlens.study import load_spec
+
+    model = load_model(load_spec(local[0]).model, device="cpu")
+    whole = _dumps_by_reference(lambda: model.max_length)  # the model: a reference only
+    assert len(whole) < 10_000
+    layer = next(m for m in model.modules() if m is not model)
+    with pytest.raises(IrlensError, match="not a whole irlens model; it cannot run on Ray"):
+        _dumps_by_reference(lambda: layer)
+
+
+@pytest.mark.parametrize("command", [
+    ["neurons", "--data", "nowhere"],
+    ["prune", "--neurons", "nowhere", "--data", "nowhere"],
+    ["faithfulness", "--data", "nowhere"],
+])
+def test_unreachable_ray_address_on_the_plain_commands_is_one_line(command):
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--ray", "127.0.0.1:9"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: cannot reach a Ray cluster at 127.0.0.1:9 ("), lines[0]

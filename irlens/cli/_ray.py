@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import typer
 
-__all__ = ["ray_option", "workers_option"]
+__all__ = ["check_ray", "ray_jobs", "ray_option", "workers_option"]
 
 
 def ray_option():
@@ -17,3 +20,21 @@ def ray_option():
 def workers_option():
     return typer.Option(None, "--workers", min=1, help="Ray workers, one model each "
                         "(default: one per CPU, or per GPU).")
+
+
+def check_ray(ray: str | None) -> None:
+    """Fail fast (one line) on an unreachable cluster, before any data or model loads."""
+    if ray is not None:
+        from irlens.distributed import connect
+
+        connect(ray)
+
+
+def ray_jobs(ray: str | None, model: str, workers: int | None, **load: Any):
+    """The block in which a command's resumable jobs run on Ray workers holding
+    ``load_model(model, **load)`` (``--ray``), or nothing at all without it."""
+    if ray is None:
+        return contextlib.nullcontext()
+    from irlens.distributed import scale_jobs
+
+    return scale_jobs(ray, model, workers=workers, **load)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import ray_option, workers_option
+from irlens.cli._ray import check_ray, ray_option, workers_option
 
 
 class Device(str, Enum):
@@ -91,10 +91,7 @@ def evaluate_command(
     from irlens.retrieval import load_run, save_run, search
 
     parse_metrics(metrics)  # fail on a typo before any encoding
-    if ray is not None:  # fail fast on an unreachable cluster, before any loading
-        from irlens.distributed import connect
-
-        connect(ray)
+    check_ray(ray)  # fail fast on an unreachable cluster, before any loading
     started = time.perf_counter()
     dataset = load_dataset(data, split=split, max_docs=max_docs, max_queries=max_queries,
                            strict=strict)
