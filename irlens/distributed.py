@@ -66,6 +66,8 @@ def connect(address: str = "auto", *, timeout: float = 5.0, num_cpus: int | None
             ) -> dict[str, float]:
     """Join (or start) a Ray cluster; returns its resources (CPU, GPU counts)."""
     ray = require_ray()
+    if address != "auto":  # an explicit address must answer, even in a running session
+        _reachable(address, timeout)
     if not ray.is_initialized():
         options: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
         if address == "auto":
@@ -79,7 +81,6 @@ def connect(address: str = "auto", *, timeout: float = 5.0, num_cpus: int | None
                 except (ConnectionError, RuntimeError):
                     ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
         else:
-            _reachable(address, timeout)
             ray.init(address=address, **options)
     return dict(ray.cluster_resources())
 

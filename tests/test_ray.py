@@ -286,3 +286,42 @@ def test_unreachable_ray_address_on_the_plain_commands_is_one_line(command):
     lines = result.stderr.strip().splitlines()
     assert result.exit_code != 0 and len(lines) == 1, result.output
     assert lines[0].startswith("error: cannot reach a Ray cluster at 127.0.0.1:9 ("), lines[0]
+
+
+def test_a_job_worker_killed_mid_job_is_retried_by_the_plain_command(cluster, local,
+                                                                      tmp_path):
+    import pandas as pd
+    import psutil
+
+    from irlens.study import load_spec
+
+    spec = load_spec(local[0])
+    data = Path(spec.datasets["tiny"].path)
+    common = ["--model", spec.model, "--data", data, "--triplets", "4", "--keep", "all",
+              "--shard-size", "1", "--steps", "40", "--device", "cpu"]
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            busy = [p for p in psutil.process_iter(["pid", "cmdline"])
+                    if "JobWorker.run" in " ".join(p.info["cmdline"] or [])
+                    and os.getpid() in {q.pid for q in p.parents()}]
+            if busy:
+                os.kill(busy[0].pid, signal.SIGKILL)
+                killed.append(busy[0].pid)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_a_worker, daemon=True)
+    thread.start()
+    _cli("neurons", *common, "--out", tmp_path / "ray", "--ray", "auto", "--workers", "2")
+    thread.join(timeout=5)
+    assert killed, "no worker was killed"
+    _cli("neurons", *common, "--out", tmp_path / "plain")
+    a = pd.read_parquet(tmp_path / "plain" / data.name / "scores.parquet")
+    b = pd.read_parquet(tmp_path / "ray" / data.name / "scores.parquet")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-6)
+    jobs = tmp_path / "ray" / data.name / "jobs"
+    assert sorted(p.name for p in jobs.iterdir()) == ["shard-00000", "shard-00001",
+                                                      "shard-00002", "shard-00003", "triplets"]
