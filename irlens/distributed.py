@@ -31,8 +31,8 @@ from typing import Any
 
 from irlens.errors import IrlensError
 
-__all__ = ["WorkerPool", "chunk_encoder", "connect", "job_runner", "require_ray", "scale_jobs",
-           "scale_out"]
+__all__ = ["WorkerPool", "chunk_encoder", "connect", "dispatch", "job_runner", "require_ray",
+           "scale_jobs", "scale_out"]
 
 RETRIES = 3
 
@@ -129,6 +129,35 @@ def _actor_class():
     return _ACTOR
 
 
+def dispatch(actors: list, items: list, submit: Callable[[Any, Any], Any],
+             name: Callable[[Any], str]) -> Iterator[tuple[Any, Any]]:
+    """Run ``items`` on ``actors``, one at a time per actor (``submit(actor, item)`` returns
+    the Ray reference); yield ``(item, result)`` as each finishes. A job's IrlensError is
+    re-raised as one line; a job whose worker died more than :data:`RETRIES` times stops
+    the run (finished results are already saved: rerun to resume)."""
+    ray = require_ray()
+    queue, idle = list(items), list(actors)
+    running: dict[Any, tuple[Any, Any]] = {}
+    while queue or running:
+        while queue and idle:
+            actor, item = idle.pop(0), queue.pop(0)
+            running[submit(actor, item)] = (item, actor)
+        [ready], _ = ray.wait(list(running), num_returns=1)
+        item, actor = running.pop(ready)
+        idle.append(actor)
+        try:
+            result = ray.get(ready)
+        except ray.exceptions.RayTaskError as err:
+            cause = err.as_instanceof_cause()
+            if isinstance(cause, IrlensError):
+                raise IrlensError(str(cause).splitlines()[-1]) from None
+            raise
+        except ray.exceptions.RayActorError as err:
+            raise IrlensError(f"job {name(item)} failed {RETRIES + 1} times on Ray workers "
+                              f"({type(err).__name__}); rerun to resume") from None
+        yield item, result
+
+
 class WorkerPool:
     """``workers`` Ray actors for ``spec`` (default: one per CPU, or per GPU when the
     study runs on GPUs); :meth:`run` yields ``(job, result)`` as each finishes."""
@@ -146,28 +175,8 @@ class WorkerPool:
         self.pids = ray.get([a.pid.remote() for a in self.actors])
 
     def run(self, jobs: list) -> Iterator[tuple[Any, Any]]:
-        ray = require_ray()
-        queue = list(jobs)
-        running: dict[Any, tuple[Any, Any]] = {}
-        idle = list(self.actors)
-        while queue or running:
-            while queue and idle:
-                actor, job = idle.pop(0), queue.pop(0)
-                running[actor.run.remote(job)] = (job, actor)
-            ready, _ = ray.wait(list(running), num_returns=1)
-            job, actor = running.pop(ready[0])
-            idle.append(actor)
-            try:
-                result = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as err:
-                cause = err.as_instanceof_cause()
-                if isinstance(cause, IrlensError):
-                    raise IrlensError(str(cause).splitlines()[-1]) from None
-                raise
-            except ray.exceptions.RayActorError as err:
-                raise IrlensError(f"job {job.key} failed {RETRIES + 1} times on Ray workers "
-                                  f"({type(err).__name__}); rerun to resume") from None
-            yield job, result
+        return dispatch(self.actors, jobs, lambda actor, job: actor.run.remote(job),
+                        lambda job: job.key)
 
     def close(self) -> None:
         ray = require_ray()
@@ -230,12 +239,12 @@ def scale_out(address: str, model_name: str, *, workers: int | None = None,
                ) -> Iterator[tuple[int, Any]]:
         """Yield (start, (vectors, n_truncated)) for each (start, texts) chunk as it
         finishes."""
-        pending = {actors[i % len(actors)].encode.remote(model.fingerprint, texts,
-                                                         batch_size): start
-                   for i, (start, texts) in enumerate(chunks)}
-        while pending:
-            [ready], _ = ray.wait(list(pending), num_returns=1)
-            yield pending.pop(ready), ray.get(ready)
+        for (start, _), result in dispatch(
+                actors, chunks,
+                lambda actor, chunk: actor.encode.remote(model.fingerprint, chunk[1],
+                                                         batch_size),
+                lambda chunk: f"chunk at row {chunk[0]}"):
+            yield start, result
 
     token = _CHUNKS.set(encode)
     try:
@@ -335,27 +344,10 @@ def scale_jobs(address: str, model_name: str, *, workers: int | None = None,
               for _ in range(workers)]
 
     def run(jobs: dict[str, Callable]) -> Iterator[tuple[str, Any]]:
-        """Yield (key, result) for each job as it finishes (one job per actor at a time)."""
-        queue, idle = list(jobs), list(actors)
-        running: dict[Any, tuple[str, Any]] = {}
-        while queue or running:
-            while queue and idle:
-                key, actor = queue.pop(0), idle.pop(0)
-                running[actor.run.remote(_dumps_by_reference(jobs[key]))] = (key, actor)
-            [ready], _ = ray.wait(list(running), num_returns=1)
-            key, actor = running.pop(ready)
-            idle.append(actor)
-            try:
-                result = ray.get(ready)
-            except ray.exceptions.RayTaskError as err:
-                cause = err.as_instanceof_cause()
-                if isinstance(cause, IrlensError):
-                    raise IrlensError(str(cause).splitlines()[-1]) from None
-                raise
-            except ray.exceptions.RayActorError as err:
-                raise IrlensError(f"job {key} failed {RETRIES + 1} times on Ray workers "
-                                  f"({type(err).__name__}); rerun to resume") from None
-            yield key, result
+        """Yield (key, result) for each job as it finishes."""
+        return dispatch(actors, list(jobs),
+                        lambda actor, key: actor.run.remote(_dumps_by_reference(jobs[key])),
+                        str)
 
     token = _JOBS.set(run)
     try:

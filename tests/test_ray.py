@@ -39,6 +39,30 @@ def local(tmp_path_factory):
     return path, root / "out", run
 
 
+def _killer(title: str, ready=lambda: True) -> tuple[threading.Thread, list[int]]:
+    """A started thread that SIGKILLs the first busy Ray worker of this session whose
+    process title contains ``title`` (once ``ready()``); the killed pids."""
+    import psutil
+
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            busy = [p for p in psutil.process_iter(["pid", "cmdline"])  # of this session
+                    if title in " ".join(p.info["cmdline"] or [])
+                    and os.getpid() in {q.pid for q in p.parents()}]
+            if busy and ready():
+                os.kill(busy[0].pid, signal.SIGKILL)
+                killed.append(busy[0].pid)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_a_worker, daemon=True)
+    thread.start()
+    return thread, killed
+
+
 def _assert_same(a_dir, b_dir, keys):
     for key in keys:
         a, b = StudyResult.load(a_dir / key), StudyResult.load(b_dir / key)
@@ -88,26 +112,9 @@ def test_a_worker_killed_mid_run_has_its_job_retried(cluster, local, tmp_path):
 
     path, local_out, reference = local
     out = tmp_path / "killed"
-    killed: list[int] = []
-
-    def kill_a_worker() -> None:
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            jobs = out / "jobs"
-            started = jobs.is_dir() and any(p.name.startswith("faithfulness")
-                                            for p in jobs.iterdir())
-            workers = [p for p in psutil.process_iter(["pid", "cmdline"])  # of this session
-                       if any("StudyWorker" in part for part in (p.info["cmdline"] or []))
-                       and os.getpid() in {q.pid for q in p.parents()}]
-            busy = [p for p in workers if "StudyWorker.run" in " ".join(p.info["cmdline"])]
-            if started and busy:
-                os.kill(busy[0].pid, signal.SIGKILL)
-                killed.append(busy[0].pid)
-                return
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=kill_a_worker, daemon=True)
-    thread.start()
+    jobs = out / "jobs"
+    thread, killed = _killer("StudyWorker.run", lambda: jobs.is_dir() and any(
+        p.name.startswith("faithfulness") for p in jobs.iterdir()))
     run = run_study(path, out, ray="auto", workers=2, progress=False, report=False)
     thread.join(timeout=5)
     assert killed, "no worker was killed"
@@ -299,25 +306,12 @@ def test_a_job_worker_killed_mid_job_is_retried_by_the_plain_command(cluster, lo
     data = Path(spec.datasets["tiny"].path)
     common = ["--model", spec.model, "--data", data, "--triplets", "4", "--keep", "all",
               "--shard-size", "1", "--steps", "40", "--device", "cpu"]
-    killed: list[int] = []
-
-    def kill_a_worker() -> None:
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            busy = [p for p in psutil.process_iter(["pid", "cmdline"])
-                    if "JobWorker.run" in " ".join(p.info["cmdline"] or [])
-                    and os.getpid() in {q.pid for q in p.parents()}]
-            if busy:
-                os.kill(busy[0].pid, signal.SIGKILL)
-                killed.append(busy[0].pid)
-                return
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=kill_a_worker, daemon=True)
-    thread.start()
+    thread, killed = _killer("JobWorker.run")
     _cli("neurons", *common, "--out", tmp_path / "ray", "--ray", "auto", "--workers", "2")
     thread.join(timeout=5)
     assert killed, "no worker was killed"
+    assert not psutil.pid_exists(killed[0]) or \
+        psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
     _cli("neurons", *common, "--out", tmp_path / "plain")
     a = pd.read_parquet(tmp_path / "plain" / data.name / "scores.parquet")
     b = pd.read_parquet(tmp_path / "ray" / data.name / "scores.parquet")
