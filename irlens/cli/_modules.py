@@ -7,5 +7,6 @@ from irlens.cli import (
     hooks_cmd,  # noqa: F401
     neurons_cmd,  # noqa: F401
     probe_cmd,  # noqa: F401
+    sae_cmd,  # noqa: F401
     study_cmd,  # noqa: F401
 )

@@ -1,0 +1,134 @@
+"""The explanation study: dictionary, keyword explanations, scorers, optional LLM, browser.
+
+:func:`explain_sae` writes, in ``out``:
+
+- ``dictionary/``: the :class:`~irlens.sae.dictionary.LatentDictionary` artefact;
+- ``scores.parquet`` / ``scores.json``: per latent, interpretation confidence, embedding
+  AUROC of the keyword explanation and of a shuffled-explanation control, and (with an
+  LLM) the LLM explanation's embedding AUROC and detection balanced accuracy;
+- ``llm-cache/``: every prompt and answer; ``latents.html``: the browser.
+
+Keyword results are written before any LLM is called, so an LLM that does not answer
+still leaves them on disk (the error is raised afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from irlens._io import atomic_path
+from irlens.artifacts import check_compatible
+from irlens.data import Dataset
+from irlens.errors import IrlensError
+from irlens.retrieval import encode_corpus
+from irlens.sae.dictionary import LatentDictionary, build_dictionary, latent_matrix
+from irlens.sae.html import save_browser
+from irlens.sae.scorers import detection_scores, embedding_scores, explain_latents, shuffled
+
+__all__ = ["explain_sae"]
+
+
+def _write_table(out: Path, frame: pd.DataFrame, summary: dict) -> None:
+    with atomic_path(out / "scores.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+    with atomic_path(out / "scores.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _describe(values: pd.Series) -> dict:
+    v = values.dropna()
+    if not len(v):
+        return {"n": 0}
+    return {"n": int(len(v)), "mean": float(v.mean()), "median": float(v.median()),
+            "q25": float(v.quantile(0.25)), "q75": float(v.quantile(0.75))}
+
+
+def explain_sae(model, sae, datasets: Sequence[Dataset], out: str | Path, *,
+                n_latents: int = 100, llm=None, llm_latents: int = 20, n_score: int = 20,
+                n_detect: int = 5, seed: int = 0, batch_size: int = 64,
+                cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Describe, explain and score ``n_latents`` latents on the documents of ``datasets``;
+    ``llm`` (an :mod:`irlens.sae.llm` model) explains the first ``llm_latents`` of them."""
+    check_compatible(sae.manifest, model=model, what="SAE")
+    if not datasets:
+        raise IrlensError("no datasets given; pass at least one BEIR folder")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids, texts, vecs, qids, qtexts = [], [], [], [], []
+    for data in datasets:
+        ids += [f"{data.name}/{d}" for d in data.doc_ids]
+        texts += data.doc_texts()
+        vecs.append(encode_corpus(model, data, batch_size=batch_size, cache_dir=cache_dir,
+                                  progress=progress))
+        qids += [f"{data.name}/{q}" for q in data.query_ids]
+        qtexts += data.query_texts()
+    docs = torch.cat(vecs)
+    queries = model.encode_queries(qtexts, batch_size=batch_size) if qtexts else None
+    path = out / "dictionary"
+    if (path / "manifest.json").is_file():
+        dictionary = LatentDictionary.load(path)
+    else:
+        dictionary = build_dictionary(sae, ids, texts, docs, query_ids=qids,
+                                      query_texts=qtexts, query_vectors=queries,
+                                      n_latents=n_latents, seed=seed)
+        dictionary.save(path)
+    z = latent_matrix(sae, docs).tocsc()
+    row = {d: i for i, d in enumerate(ids)}
+    held = np.asarray([row[d] for d in dictionary.held_out])
+    keywords = {j: dictionary.keyword_explanation(j) for j in dictionary.latents}
+    frame = dictionary.to_frame()
+    frame["keywords"] = [keywords[j] for j in frame.latent]
+    kw = embedding_scores(model, keywords, z, docs, held, n=n_score, seed=seed)
+    ctrl = embedding_scores(model, shuffled(keywords, seed), z, docs, held, n=n_score,
+                            seed=seed) if len(keywords) > 1 else {}
+    frame["embedding_auroc_keywords"] = [kw.get(j, np.nan) for j in frame.latent]
+    frame["embedding_auroc_shuffled"] = [ctrl.get(j, np.nan) for j in frame.latent]
+    summary = {"n_latents": len(dictionary.latents), "dead": len(dictionary.dead),
+               "width": sae.width, "f1": _describe(frame.f1),
+               "precision": _describe(frame.precision), "recall": _describe(frame.recall),
+               "embedding_auroc_keywords": _describe(frame.embedding_auroc_keywords),
+               "embedding_auroc_shuffled": _describe(frame.embedding_auroc_shuffled)}
+    _write_table(out, frame, summary)
+    save_browser(dictionary, out / "latents.html",
+                 explanations={"keywords": keywords},
+                 scores={"AUROC keywords": kw, "AUROC shuffled": ctrl})
+    if llm is None:
+        return summary
+
+    from irlens.sae.llm import DiskCache
+
+    cached = DiskCache(llm, out / "llm-cache")
+    chosen = dictionary.latents[:llm_latents]
+    examples = {j: [t for _, _, t in dictionary.entries[str(j)]["top_docs"]] for j in chosen}
+    try:
+        texts_llm = explain_latents(cached, examples, progress=progress)
+        det = detection_scores(cached, texts_llm, z, texts, held, n=n_detect, seed=seed,
+                               progress=progress)
+    except IrlensError as err:
+        raise IrlensError(f"{err} (keyword results are in {out})") from None
+    emb = embedding_scores(model, texts_llm, z, docs, held, n=n_score, seed=seed)
+    kw_det = detection_scores(cached, {j: keywords[j] for j in chosen}, z, texts, held,
+                              n=n_detect, seed=seed, progress=progress)
+    frame["llm"] = [texts_llm.get(j) for j in frame.latent]
+    frame["embedding_auroc_llm"] = [emb.get(j, np.nan) for j in frame.latent]
+    frame["detection_llm"] = [det.get(j, np.nan) for j in frame.latent]
+    frame["detection_keywords"] = [kw_det.get(j, np.nan) for j in frame.latent]
+    subset = frame[frame.latent.isin(chosen)]
+    summary.update({
+        "llm": llm.name, "llm_latents": len(chosen),
+        "embedding_auroc_llm": _describe(subset.embedding_auroc_llm),
+        "embedding_auroc_keywords_same_latents": _describe(subset.embedding_auroc_keywords),
+        "detection_llm": _describe(subset.detection_llm),
+        "detection_keywords": _describe(subset.detection_keywords)})
+    _write_table(out, frame, summary)
+    save_browser(dictionary, out / "latents.html",
+                 explanations={"keywords": keywords, "llm": texts_llm},
+                 scores={"AUROC keywords": kw, "AUROC shuffled": ctrl, "AUROC llm": emb,
+                         "detection llm": det})
+    return summary

