@@ -30,6 +30,7 @@ import numpy as np
 
 from irlens._io import write_json
 from irlens._warn import warn
+from irlens.distributed import chunk_encoder
 from irlens.models import BiEncoder
 
 __all__ = ["FINAL", "MANIFEST", "checksum", "encode_cached", "load_verified"]
@@ -152,6 +153,10 @@ def _encode_into(model: BiEncoder, texts: list[str], folder: Path, batch_size: i
         matrix = open_memmap(folder / PARTIAL, mode="r+")
     done, truncated = state["done"], state["truncated"]
     bar = tqdm(total=len(order), initial=done, desc=desc, unit="doc", disable=not progress)
+    remote = chunk_encoder()  # set by irlens.distributed.scale_out (``--ray``)
+    if remote is not None:  # Ray workers encode the chunks; only this process writes
+        done, truncated = _encode_remote(remote, model, texts, order, matrix, folder, shape,
+                                         done, truncated, batch_size, chunk_size, bar)
     size = batch_size
     while done < len(order):
         end = min(len(order), done + size)
@@ -169,6 +174,29 @@ def _encode_into(model: BiEncoder, texts: list[str], folder: Path, batch_size: i
     bar.close()
     del matrix
     model._warn_truncated(truncated, len(texts), "documents")
+
+
+def _encode_remote(remote, model: BiEncoder, texts: list[str], order: list[int],
+                   matrix: np.ndarray, folder: Path, shape: tuple[int, int], done: int,
+                   truncated: int, batch_size: int, chunk_size: int, bar) -> tuple[int, int]:
+    """Send the rows after ``done`` to Ray workers in chunks; write each returned chunk
+    into the memmap, and advance the saved progress over the finished prefix only (a
+    crash then resumes exactly as a single-process run would)."""
+    size = max(chunk_size, batch_size)
+    chunks = [(s, [texts[i] for i in order[s : s + size]]) for s in range(done, len(order), size)]
+    finished: dict[int, tuple[int, int]] = {}
+    for start, (vectors, cut) in remote(model, chunks, batch_size):
+        matrix[order[start : start + len(vectors)]] = vectors
+        finished[start] = (len(vectors), cut)
+        bar.update(len(vectors))
+        if start == done:
+            while done in finished:
+                rows, cut = finished.pop(done)
+                done, truncated = done + rows, truncated + cut
+            matrix.flush()
+            write_json(folder / PROGRESS, {"shape": list(shape), "done": done,
+                                           "truncated": truncated})
+    return done, truncated
 
 
 def _read_progress(folder: Path, shape: tuple[int, int]) -> dict[str, Any] | None:

@@ -274,12 +274,22 @@ class Store:
 def resume(store: Store, jobs: Mapping[str, Callable[[], Artifact]], cls: type[T], *,
            progress: bool = False, desc: str = "jobs") -> dict[str, T]:
     """Run every job whose artefact is missing, save each as it finishes, and return all
-    results by key (finished ones are loaded, never recomputed)."""
+    results by key (finished ones are loaded, never recomputed). Inside
+    :func:`irlens.distributed.scale_jobs` (``--ray``) the jobs run on Ray workers and this
+    process saves their results."""
     from tqdm.auto import tqdm
+
+    from irlens.distributed import job_runner  # set by irlens.distributed.scale_jobs
 
     todo = [k for k in jobs if not store.done(k)]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc,
                disable=not progress)
+    remote = job_runner() if todo else None
+    if remote is not None:  # Ray workers run the jobs; only this process writes
+        for key, result in remote({k: jobs[k] for k in todo}):
+            store.save(key, result)
+            bar.update(1)
+        todo = []
     for key in todo:
         store.save(key, jobs[key]())
         bar.update(1)

@@ -25,8 +25,8 @@ from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.errors import IrlensError
 from irlens.probing._encoders import check_specs, load_encoder
 
-__all__ = ["ActivationConfig", "ActivationCounts", "KnowledgeScores", "examples_for",
-           "run_activations"]
+__all__ = ["ActivationConfig", "ActivationCounts", "KnowledgeScores", "attribute_examples",
+           "count_rows", "examples_for", "run_activations"]
 
 SIDES = ("query", "doc")
 
@@ -153,6 +153,13 @@ def _shard_job(model, dataset, pairs, side: str, config: ActivationConfig):
                                out["score"], out["zeroed"])
 
     return run
+
+
+def attribute_examples(model, dataset, pairs: Sequence[tuple[str, str]], side: str,
+                       config: ActivationConfig) -> KnowledgeScores:
+    """One shard job of :func:`run_activations`: knowledge-neuron attributions of ``side``
+    for (query id, relevant doc id) ``pairs``."""
+    return _shard_job(model, dataset, pairs, side, config)()
 
 
 def count_rows(model_id: str, side: str, shards: Sequence[KnowledgeScores],

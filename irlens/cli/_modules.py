@@ -8,5 +8,6 @@ from irlens.cli import (
     neurons_cmd,  # noqa: F401
     probe_cmd,  # noqa: F401
     sae_cmd,  # noqa: F401
+    study_cmd,  # noqa: F401
     train_cmd,  # noqa: F401
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from enum import Enum
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
+from irlens.cli._ray import check_ray, ray_option, workers_option
 
 
 class Device(str, Enum):
@@ -75,6 +77,8 @@ def evaluate_command(
     ),
     run_file: Path = typer.Option(None, help="Write the ranking here (TREC run format)."),
     per_query: bool = typer.Option(False, help="Include each query's metric values."),
+    ray: str = ray_option(),
+    workers: int = workers_option(),
 ) -> None:
     """Evaluate a retriever on a test collection and print the metrics as JSON.
 
@@ -87,6 +91,7 @@ def evaluate_command(
     from irlens.retrieval import load_run, save_run, search
 
     parse_metrics(metrics)  # fail on a typo before any encoding
+    check_ray(ray)  # fail fast on an unreachable cluster, before any loading
     started = time.perf_counter()
     dataset = load_dataset(data, split=split, max_docs=max_docs, max_queries=max_queries,
                            strict=strict)
@@ -107,14 +112,21 @@ def evaluate_command(
         }
     if rerank_from is None and isinstance(retriever, CrossEncoder):
         rerank_from = "bm25"  # what search() does for a cross-encoder; recorded below
-    run = search(
-        retriever,
-        dataset,
-        k=k,
-        first_stage=first_stage,
-        batch_size=batch_size,
-        cache_dir=cache_dir,
-    )
+    scaled = contextlib.nullcontext()
+    if ray is not None and model != "bm25":  # corpus-encoding chunks on Ray workers
+        from irlens.distributed import scale_out
+
+        scaled = scale_out(ray, model, workers=workers, device=device.value,
+                           dtype=dtype.value)
+    with scaled:
+        run = search(
+            retriever,
+            dataset,
+            k=k,
+            first_stage=first_stage,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+        )
     result = evaluate(run, dataset.qrels, metrics, data=dataset,
                       model=None if retriever == "bm25" else retriever)
     payload = {

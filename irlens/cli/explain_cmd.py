@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
+from irlens.cli._ray import check_ray, ray_jobs, ray_option, workers_option
 from irlens.errors import IrlensError
 
 
@@ -243,6 +244,8 @@ def faithfulness_command(
                              "results/faithfulness-<dataset>]; a rerun resumes it."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout "
                                  "instead of a Markdown table."),
+    ray: str = ray_option(),
+    workers: int = workers_option(),
 ) -> None:
     """Compare attribution methods' faithfulness on sampled relevant pairs; save the table.
 
@@ -256,14 +259,16 @@ def faithfulness_command(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     check_study_options(pairs, names, n_steps=n_steps, integration=integration,
                         target=target, top_k=top_k, n_candidates=candidates)
+    check_ray(ray)
     dataset = load_dataset(data, split)
     out = out or Path("results") / f"faithfulness-{dataset.name.replace('/', '_')}"
     retriever = load_model(model, device=device.value)
-    table = faithfulness_study(
-        retriever, dataset, pairs, names, n_steps=n_steps, integration=integration,
-        target=target, max_doc_tokens=max_doc_tokens, top_k=top_k, n_candidates=candidates,
-        scale=scale, seed=seed, min_relevance=min_relevance, memory_budget=memory_budget,
-        out_dir=out, progress=True)
+    with ray_jobs(ray, model, workers, device=device.value):  # pairs on Ray workers
+        table = faithfulness_study(
+            retriever, dataset, pairs, names, n_steps=n_steps, integration=integration,
+            target=target, max_doc_tokens=max_doc_tokens, top_k=top_k,
+            n_candidates=candidates, scale=scale, seed=seed, min_relevance=min_relevance,
+            memory_budget=memory_budget, out_dir=out, progress=True)
     if as_json:
         payload = table.to_dict()
         payload.pop("records")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
+from irlens.cli._ray import check_ray, ray_jobs, ray_option, workers_option
 from irlens.errors import IrlensError
 
 
@@ -61,6 +62,8 @@ def neurons_command(
     device: Device = typer.Option(Device.auto, help="Where the model runs."),
     memory_gb: float = typer.Option(None, help="Memory per NIG chunk [default: 60% of free "
                                     "GPU memory, 4 GB on CPU]."),
+    ray: str = ray_option(),
+    workers: int = workers_option(),
 ) -> None:
     """Find relevance neurons with NIG on DATA (and OOD sets); compare and combine them.
 
@@ -83,9 +86,11 @@ def neurons_command(
                          max_length=max_length, n_steps=steps, ffn=ffn, attention=attention,
                          output=output, target=target, baseline=baseline, rule=rule,
                          memory_gb=memory_gb)
+    check_ray(ray)
     retriever = load_model(model, device=device.value)
-    summary = run_neurons(retriever, data, out, ood=list(ood or []), config=config, p=p,
-                          kind=kind, score=score, segment=segment)
+    with ray_jobs(ray, model, workers, device=device.value):  # NIG shards on Ray workers
+        summary = run_neurons(retriever, data, out, ood=list(ood or []), config=config, p=p,
+                              kind=kind, score=score, segment=segment)
     summary["report"] = str(render_report(out / "report.html", neurons_dir=out))
     echo_json(summary)
 
@@ -127,6 +132,8 @@ def prune_command(
     max_queries: int = typer.Option(None, help="Evaluate on the first N judged queries."),
     batch_size: int = typer.Option(128, help="Texts per forward pass (as large as fits)."),
     device: Device = typer.Option(Device.auto, help="Where the model runs."),
+    ray: str = ray_option(),
+    workers: int = workers_option(),
 ) -> None:
     """Prune relevance neurons and compare retrieval with the intact model and random units.
 
@@ -138,6 +145,7 @@ def prune_command(
     from irlens.neurons.selection import check_options
     from irlens.neurons.study import resolve_neurons
 
+    check_ray(ray)
     study, note = resolve_neurons(neurons, which)
     if note:
         typer.echo(f"note: {note}", err=True)
@@ -150,9 +158,11 @@ def prune_command(
         batch_size=batch_size)
     for value in [*config.ps, *([config.layer_p] if config.layer_p else [])]:
         check_options(value, config.score, config.scope, config.kind)
-    retriever = load_model(model or study.manifest.model_id, device=device.value)
+    name = model or study.manifest.model_id
+    retriever = load_model(name, device=device.value)
     out = out or study.folder / "pruning"
-    results = [evaluate_pruning(retriever, d, study, config, out_dir=out) for d in data]
+    with ray_jobs(ray, name, workers, device=device.value):  # evaluations on Ray workers
+        results = [evaluate_pruning(retriever, d, study, config, out_dir=out) for d in data]
     neurons_root = study.folder.parent if (study.folder.parent / "summary.json").is_file() \
         else study.folder
     _write_pruning_outputs(results, out, neurons_root)

@@ -50,8 +50,8 @@ from irlens.models import BiEncoder, CrossEncoder, Retriever, Segment
 from irlens.neurons.selection import Selection, check_options, random_like, select
 from irlens.neurons.study import Study, check_model, library_versions, resolve_neurons
 
-__all__ = ["VERDICTS", "PruningConfig", "PruningEval", "PruningResult", "evaluate_pruning",
-           "prune", "unit_means"]
+__all__ = ["VERDICTS", "PruningConfig", "PruningEval", "PruningResult", "candidate_pool",
+           "evaluate_pruning", "evaluate_selection", "prune", "pruning_jobs", "unit_means"]
 
 POOLS = ("auto", "full", "judged+bm25", "bm25")
 FULL_UP_TO = 20_000
@@ -288,7 +288,9 @@ def _doc_limit(model: Retriever, max_length: int | None) -> Iterator[None]:
         model.max_length = saved
 
 
-def _candidates(model: Retriever, dataset, config: PruningConfig):
+def candidate_pool(model: Retriever, dataset, config: PruningConfig):
+    """The documents each query ranks (None: a full dense search), shared by every
+    evaluation of a run."""
     from irlens.retrieval import bm25_search
 
     if isinstance(model, BiEncoder) and _pool(config, dataset) == "full":
@@ -299,6 +301,19 @@ def _candidates(model: Retriever, dataset, config: PruningConfig):
     return {qid: {**{d: 0.0 for d in bm25.get(qid, {})},
                   **{d: 0.0 for d in dataset.qrels.get(qid, {}) if d in dataset.corpus}}
             for qid in dataset.queries}
+
+
+def evaluate_selection(model: Retriever, dataset, candidates, selection: Selection | None,
+                       config: PruningConfig, values: dict[str, torch.Tensor] | None = None
+                       ) -> dict[str, float]:
+    """One evaluation: the metrics of ``model`` with ``selection`` pruned (None: intact),
+    ranking ``candidates`` (:func:`candidate_pool`); the model is restored on exit."""
+    with _doc_limit(model, config.max_length):
+        if selection is None:
+            return _measure(model, dataset, candidates, config)
+        with prune(model, selection, positions=config.positions, how=config.how,
+                   values=values):
+            return _measure(model, dataset, candidates, config)
 
 
 def _measure(model: Retriever, dataset, candidates, config: PruningConfig
@@ -344,7 +359,7 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
     dataset = load_dataset(data, split=config.split, max_queries=config.max_queries)
     if not any(dataset.relevant(q) for q in dataset.queries):
         raise IrlensError(f"{dataset.name} ({config.split}) has no relevant judgements")
-    jobs = _jobs(scores, config)  # also validates p values and catches empty selections
+    jobs = pruning_jobs(scores, config)  # also validates p values and catches empty selections
     neurons_id = f"{'table' if study is None else study.name}:{_scores_hash(scores)}"
     params = {**asdict(config), "dataset": dataset.name, "model_id": model.model_id,
               "n_queries": len(dataset.queries), "model_class": type(model).__name__,
@@ -365,15 +380,10 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
     def job(key: str, sel: Selection | None):
         def run() -> PruningEval:
             if "candidates" not in state:
-                state["candidates"] = _candidates(model, dataset, config)
+                state["candidates"] = candidate_pool(model, dataset, config)
             start = time.time()
-            with _doc_limit(model, config.max_length):
-                if sel is None:
-                    values_m = _measure(model, dataset, state["candidates"], config)
-                else:
-                    with prune(model, sel, positions=config.positions, how=config.how,
-                               values=values):
-                        values_m = _measure(model, dataset, state["candidates"], config)
+            values_m = evaluate_selection(model, dataset, state["candidates"], sel, config,
+                                          values)
             exp, layer, p, kind, seed = key.split("|")
             return PruningEval(manifest, {
                 "key": key, "dataset": dataset.name, "experiment": exp, "layer": int(layer),
@@ -443,7 +453,8 @@ def _validate(config: PruningConfig, model: Retriever) -> None:
                           f"{', '.join(Segment.NAMES)}")
 
 
-def _jobs(scores: pd.DataFrame, config: PruningConfig) -> list[tuple[str, Selection | None]]:
+def pruning_jobs(scores: pd.DataFrame, config: PruningConfig
+                 ) -> list[tuple[str, Selection | None]]:
     """(key, selection) for every evaluation; key = experiment|layer|p|selection|seed."""
     common = {"kind": config.kind, "score": config.score, "segment": config.segment}
     jobs: list[tuple[str, Selection | None]] = [("curve|-1|0|intact|-1", None)]

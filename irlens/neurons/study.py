@@ -51,8 +51,9 @@ from irlens.neurons.nig import NeuronIntegratedGradients
 from irlens.neurons.result import NeuronAttribution
 from irlens.neurons.selection import check_options, fuse, intersect, overlaps, select
 
-__all__ = ["KEEP", "NeuronShard", "Study", "StudyConfig", "TripletTable", "check_model",
-           "library_versions", "resolve_neurons", "run_neurons", "run_study"]
+__all__ = ["KEEP", "NeuronShard", "Study", "StudyConfig", "TripletTable", "attribute_shard",
+           "check_model", "library_versions", "resolve_neurons", "run_neurons", "run_study",
+           "scores_frame", "triplet_table"]
 
 KEEP = ("ordered", "classified", "all")
 KIND = "neurons.study"
@@ -301,8 +302,8 @@ def run_study(model: Retriever, data: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     dataset = load_dataset(data, split=config.split)
     store = Store(out, _manifest(model, engine, dataset, data, config))
-    [triplets] = resume(store, {"triplets": lambda: _triplets(model, store.manifest, config,
-                                                               dataset, progress)},
+    [triplets] = resume(store, {"triplets": lambda: triplet_table(model, store.manifest, config,
+                                                                   dataset, progress)},
                         TripletTable).values()
     frame = triplets.to_frame()
     kept = frame[frame["kept"]]
@@ -313,13 +314,7 @@ def run_study(model: Retriever, data: str | Path, out_dir: str | Path,
             "or sample more triplets")
 
     def shard_job(rows: pd.DataFrame):
-        def job() -> NeuronShard:
-            with _max_length(model, config.max_length):
-                queries = rows["query"].tolist()
-                rel = engine.attribute(queries, rows["pos_text"].tolist())
-                non = engine.attribute(queries, rows["neg_text"].tolist())
-            return NeuronShard.of(store.manifest, rel, non)
-        return job
+        return lambda: attribute_shard(model, engine, config, rows, store.manifest)
 
     jobs = {f"shard-{int(shard):05d}": shard_job(kept[kept["shard"] == shard])
             for shard in sorted(kept["shard"].unique())}
@@ -355,8 +350,20 @@ def _manifest(model: Retriever, engine: NeuronIntegratedGradients, dataset, data
                  "n_docs": len(dataset.corpus), "n_queries": len(dataset.queries)})
 
 
-def _triplets(model: Retriever, manifest: Manifest, config: StudyConfig, dataset,
-              progress: bool) -> TripletTable:
+def attribute_shard(model: Retriever, engine: NeuronIntegratedGradients, config: StudyConfig,
+                    rows: pd.DataFrame, manifest: Manifest) -> NeuronShard:
+    """One shard job: NIG of the relevant and the non-relevant pair of each row (kept
+    triplets of a :class:`TripletTable`)."""
+    with _max_length(model, config.max_length):
+        queries = rows["query"].tolist()
+        rel = engine.attribute(queries, rows["pos_text"].tolist())
+        non = engine.attribute(queries, rows["neg_text"].tolist())
+    return NeuronShard.of(manifest, rel, non)
+
+
+def triplet_table(model: Retriever, manifest: Manifest, config: StudyConfig, dataset,
+                  progress: bool = False) -> TripletTable:
+    """The triplets job: sample, score with ``model``, mark the kept ones and their shard."""
     from irlens.data import sample_triplets
 
     triplets = sample_triplets(dataset, config.n_triplets, negatives="bm25", seed=config.seed,
@@ -406,19 +413,29 @@ def _write_scores(folder: Path, scores: pd.DataFrame, meta: dict[str, Any]) -> N
 def _aggregate(study: Study) -> None:
     """Means over pairs -> scores.parquet; per-layer completeness -> completeness.parquet."""
     rel, non = study.attributions("relevant"), study.attributions("nonrelevant")
-    ffn_hook = study.manifest.extra["nig"]["ffn"]
-    frames = [_ffn_rows(rel.ffn.mean(0), non.ffn.mean(0), ffn_hook)]
-    if rel.attn is not None:
-        frames.append(_attn_rows(rel.attn.mean(0), non.attn.mean(0)))
-    scores = pd.concat(frames, ignore_index=True)
-    for col in ("hook", "kind", "segment"):
-        scores[col] = scores[col].astype("category")
+    scores = scores_frame(rel.ffn, non.ffn, study.manifest.extra["nig"]["ffn"], rel.attn,
+                          non.attn)
     comp = pd.concat([rel.completeness().assign(label="relevant"),
                       non.completeness().assign(label="nonrelevant")], ignore_index=True)
     with atomic_path(study.folder / "completeness.parquet") as tmp:
         comp.to_parquet(tmp, index=False)
     meta = {**study.manifest.to_dict(), "n_relevant": len(rel), "n_nonrelevant": len(non)}
     _write_scores(study.folder, scores, meta)
+
+
+def scores_frame(rel_ffn: np.ndarray, non_ffn: np.ndarray, ffn_hook: str,
+                 rel_attn: np.ndarray | None = None, non_attn: np.ndarray | None = None
+                 ) -> pd.DataFrame:
+    """The scores table (hook, kind, layer, unit, segment, relevant, nonrelevant, contrast)
+    of every FFN unit (and head) from the NIG of all relevant and all non-relevant pairs
+    (``ffn`` [P, L, 5, I], ``attn`` [P, L, A, 5, 5]): means over pairs."""
+    frames = [_ffn_rows(rel_ffn.mean(0), non_ffn.mean(0), ffn_hook)]
+    if rel_attn is not None:
+        frames.append(_attn_rows(rel_attn.mean(0), non_attn.mean(0)))
+    scores = pd.concat(frames, ignore_index=True)
+    for col in ("hook", "kind", "segment"):
+        scores[col] = scores[col].astype("category")
+    return scores
 
 
 def _ffn_rows(rel: np.ndarray, non: np.ndarray, ffn: str) -> pd.DataFrame:
