@@ -1,6 +1,7 @@
 """Import every command module so its commands register on the app."""
 
 from irlens.cli import (
+    edit_cmd,  # noqa: F401
     evaluate_cmd,  # noqa: F401
     explain_cmd,  # noqa: F401
     hooks_cmd,  # noqa: F401
