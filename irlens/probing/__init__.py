@@ -1,0 +1,24 @@
+"""Layer-wise linear probes of relevance for pairs of encoders (base vs retrieval-trained).
+
+>>> from irlens.probing import ProbeConfig, run_probes
+>>> result = run_probes(["default", "/models/bi-nfcorpus"], "data/nfcorpus", "out/probe",
+...                     ProbeConfig(max_queries=200))
+>>> result.summary_frame()  # accuracy, 95% CI, control, selectivity per layer
+"""
+
+from irlens.probing._encoders import (
+    POOLINGS,
+    check_specs,
+    layer_names,
+    layer_representations,
+    load_encoder,
+    split_spec,
+)
+from irlens.probing.probes import TASKS, ProbeItem, build_items, fold_accuracies, task_data
+from irlens.probing.report import plot_probes, probe_section, write_probe_page
+from irlens.probing.study import ProbeConfig, ProbeResult, mean_ci, probe_model, run_probes
+
+__all__ = ["POOLINGS", "TASKS", "ProbeConfig", "ProbeItem", "ProbeResult", "build_items",
+           "check_specs", "fold_accuracies", "layer_names", "layer_representations",
+           "load_encoder", "mean_ci", "plot_probes", "probe_model", "probe_section",
+           "run_probes", "split_spec", "task_data", "write_probe_page"]
