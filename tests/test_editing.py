@@ -181,3 +181,22 @@ def test_rank_one_insert_on_the_real_model(default_model, data_dir, tmp_path, mo
     row = bench.measure(edit, [request])[0]
     assert row["rank_before"] > 10 and row["efficacy"], row
     assert abs(row["locality_delta_ndcg10"]) < 0.05 and row["locality_doc_cosine"] > 0.95
+
+
+def test_knowledge_neuron_suppression_lowers_the_target_score(tiny):
+    from irlens.editing.knowledge import KnowledgeNeuronEditor
+
+    before = _state(tiny)
+    request = _request("remove", doc_id="d1", doc="cats are small carnivores that eat mice",
+                       paraphrases=["cats eat what", "what cats eat"])
+    editor = KnowledgeNeuronEditor(n_steps=8, max_units=10)
+    units = editor.neurons(tiny, request)
+    assert units and all(0 <= layer < 2 and 0 <= u < 48 for layer, u in units)
+    edit = editor.fit(tiny, [request])
+    assert _same(before, _state(tiny))
+    pair = ([request.query], [request.doc])
+    with torch.no_grad():
+        original = float(tiny.score(*pair))
+        with edit.applied(tiny):
+            suppressed = float(tiny.score(*pair))
+    assert suppressed < original

@@ -20,8 +20,8 @@ def edit_command(
     kind: str = typer.Option("insert", help="insert a document into a query's top 10, or "
                              "remove one from it."),
     n: int = typer.Option(50, "--n", help="Edit requests, drawn from the split's queries."),
-    layer: int = typer.Option(2, help="The FFN layer edited (rome, and ft on one layer; "
-                              "-1 lets ft train every weight)."),
+    layer: int = typer.Option(None, help="The FFN layer edited. Unset: rome edits layer 2, "
+                              "ft trains every weight, kn looks at every layer."),
     steps: int = typer.Option(60, help="Optimisation steps per edit at most."),
     seed: int = typer.Option(0, help="Seed of the insert targets and paraphrases."),
     split: str = typer.Option("test", help="Which qrels/<split>.tsv the requests use."),
@@ -36,7 +36,7 @@ def edit_command(
     from irlens.editing.study import EditConfig
 
     config = EditConfig(editor=editor, kind=kind, n=n, seed=seed,
-                        layer=None if layer < 0 else layer, steps=steps, split=split)
+                        layer=layer, steps=steps, split=split)
     from irlens.data import load_dataset
     from irlens.editing import make_requests, run_edits, summarise
     from irlens.editing.report import render_edit_report

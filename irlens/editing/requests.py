@@ -6,8 +6,8 @@
   100), drawn at random with a seed. After the edit the query should retrieve it in its
   top 10.
 
-Each request carries the competitors the edit must beat (insert: the current top 10) or
-fall behind (remove: the documents ranked 11-20), and its generalisation queries: other
+Each request carries the rivals the edit must beat (insert: the current top 30) or fall
+behind (remove: the other documents of the current top 40), and its generalisation queries: other
 queries judging the document relevant, and the edit query with its words reordered and
 with one word dropped (Meng et al. 2022's paraphrase idea, built without an LLM).
 """
@@ -109,17 +109,17 @@ def make_requests(model: BiEncoder, dataset: Dataset, kind: str, n: int, *, seed
     for qid in qids:
         relevant = dataset.relevant(qid)
         if kind == "remove":
-            top = ranking.top(qid, 20)
+            top = ranking.top(qid, 41)
             hits = [d for d in top[:10] if d in relevant]
             if not hits:
                 continue
-            doc_id, competitors = hits[0], [d for d in top[10:20] if d != hits[0]]
+            doc_id, competitors = hits[0], [d for d in top if d != hits[0]][:40]
         else:
             top100 = set(ranking.top(qid, 100))
             pool = [d for d in dataset.doc_ids if d not in top100 and d not in relevant]
             if not pool:
                 continue
-            doc_id, competitors = rng.choice(pool), ranking.top(qid, 10)
+            doc_id, competitors = rng.choice(pool), ranking.top(qid, 30)
         # other queries judging the document relevant, where the edit has work to do
         related = {q: dataset.queries[q] for q in dataset.query_ids
                    if q != qid and doc_id in dataset.relevant(q)

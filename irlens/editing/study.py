@@ -34,7 +34,7 @@ class EditConfig:
     kind: str = "insert"
     n: int = 50
     seed: int = 0
-    layer: int | None = 2
+    layer: int | None = None  # rome: 2 when unset; ft: every weight; kn: every layer
     steps: int = 60
     split: str = "test"
     covariance_docs: int = 1000
@@ -46,8 +46,6 @@ class EditConfig:
             raise IrlensError(f"unknown edit kind '{self.kind}'; use insert or remove")
         if self.n < 1:
             raise IrlensError(f"--n must be >= 1 edit request, got {self.n}")
-        if self.editor == "rome" and self.layer is None:
-            raise IrlensError("the rank-one editor needs a layer; pass --layer")
 
 
 @dataclass(repr=False)
@@ -68,8 +66,11 @@ class EditRecord(Artifact):
 
 def _editor(config: EditConfig, model: BiEncoder, dataset):
     if config.editor == "rome":
-        moment = cached_covariance(model, dataset, config.layer, config.covariance_docs)
-        return make_editor("rome", moment=moment, layer=config.layer, steps=config.steps)
+        layer = 2 if config.layer is None else config.layer
+        moment = cached_covariance(model, dataset, layer, config.covariance_docs)
+        return make_editor("rome", moment=moment, layer=layer, steps=config.steps)
+    if config.editor == "kn":
+        return make_editor("kn", layer=config.layer)
     return make_editor(config.editor, layer=config.layer, steps=config.steps)
 
 
