@@ -29,6 +29,13 @@ def edit_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumable)."),
     save: Path = typer.Option(None, "--save", help="Also write the model with every "
                               "request edited (one after another) to this folder."),
+    then_train: bool = typer.Option(False, "--then-train", help="Reichman & Heck's "
+                                    "pipeline: save the edited model, retrieval-train it "
+                                    "and an unedited control on --train-split, and report "
+                                    "which edits survive."),
+    train_split: str = typer.Option("train", help="With --then-train: the training split."),
+    train_max_queries: int = typer.Option(None, help="With --then-train: cap the training "
+                                          "queries (quick runs)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Edit a bi-encoder so queries find (or lose) documents; measure efficacy,
@@ -43,6 +50,17 @@ def edit_command(
     from irlens.editing.study import _editor
     from irlens.models import load_model
 
+    if then_train:
+        from irlens.editing.pipeline import edit_then_train
+
+        train = {"split": train_split, "max_queries": train_max_queries}
+        frame = edit_then_train(model, data, out, config, train)
+        table = frame.pivot_table(index="stage", values="holds", aggfunc="mean")
+        if json_out:
+            echo_json(table["holds"].to_dict())
+        else:
+            typer.echo(table.to_string())
+        return
     retriever = load_model(model, max_length=max_length)
     frame = run_edits(retriever, data, out, config)
     frame.to_parquet(out / "edits.parquet", index=False)
