@@ -1,17 +1,36 @@
-"""Cross-encoder fine-tuning: labelled pairs with BM25 negatives, a loadable model folder,
-and a rerank evaluation next to BM25."""
+"""Training: cross-encoder groups and distillation, DPR-style bi-encoders (one or two towers),
+BM25 hard negatives, checkpoints, loadable folders, and the bad-input errors."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 from tiny import tiny_model_dir
 from tiny_data import write_beir
 
 from irlens import IrlensError, load_model
-from irlens.models import CrossEncoder
-from irlens.training import labelled_pairs, rerank_evaluation, train_cross_encoder
+from irlens.data import load_dataset
+from irlens.models import BiEncoder, CrossEncoder
+from irlens.retrieval import bm25_search
+from irlens.training import (
+    TrainingResult,
+    judged_ids,
+    labelled_pairs,
+    pool_negatives,
+    rerank_evaluation,
+    teacher_scores,
+    train_bi_encoder,
+    train_cross_encoder,
+    training_groups,
+)
+from irlens.training import bi_encoder as bi_module
+from irlens.training.bi_encoder import bm25_hard_negatives
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TRIPLES = [
     ("what do cats eat", "cats eat mice and fish", "the stock market fell"),
@@ -19,6 +38,35 @@ TRIPLES = [
     ("stock market news", "the stock market fell on monday", "cats sleep all day"),
     ("weather tomorrow", "rain and wind are expected tomorrow", "mice eat grain"),
 ]
+
+# A small collection with a train split: topics share words, so BM25's top documents
+# include judged-relevant ones that must never come back as negatives.
+TOPICS = ["cats", "dogs", "salmon", "stocks", "rain", "bread", "trains", "chess"]
+
+
+def write_train_beir(folder: Path, empty_train: bool = False, with_train: bool = True) -> Path:
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    docs, queries, train, test = {}, {}, [], []
+    for t, topic in enumerate(TOPICS):
+        for j in range(4):
+            docs[f"{topic}{j}"] = f"{topic} fact number {j} about {topic} and {TOPICS[t - 1]}"
+        for j in range(3):
+            qid = f"{topic}-q{j}"
+            queries[qid] = f"tell me about {topic} {j}"
+            rows = train if j < 2 else test
+            rows += [(qid, f"{topic}{j}", 1), (qid, f"{topic}{j + 1}", 2),
+                     (qid, f"{topic}3", 0)]
+    (folder / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": d, "title": "", "text": x}) + "\n" for d, x in docs.items()))
+    (folder / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": q, "text": x}) + "\n" for q, x in queries.items()))
+    header = "query-id\tcorpus-id\tscore\n"
+    if with_train:
+        body = "" if empty_train else "".join(f"{q}\t{d}\t{s}\n" for q, d, s in train)
+        (folder / "qrels" / "train.tsv").write_text(header + body)
+    (folder / "qrels" / "test.tsv").write_text(
+        header + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in test))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +76,12 @@ def triples(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def beir_train(tmp_path_factory):
+    return write_train_beir(tmp_path_factory.mktemp("train-beir"))
+
+
+# -- cross-encoder ---------------------------------------------------------------------------
 def test_labelled_pairs_from_triples_and_beir(triples, tmp_path):
     rows = labelled_pairs(triples)
     assert len(rows) == 8 and sum(r[2] for r in rows) == 4
@@ -47,26 +101,202 @@ def test_labelled_pairs_from_triples_and_beir(triples, tmp_path):
         labelled_pairs(beir, split="train", min_relevance=5)
 
 
-def test_training_saves_a_loadable_cross_encoder_and_reports_bm25(tiny_root, triples, tmp_path):
+def test_pool_negatives_skip_every_judged_document(triples, beir_train):
+    judged = judged_ids(beir_train)
+    dataset = load_dataset(beir_train, split="test")
+    texts_judged = {dataset.corpus[d].contents for d in judged if d in dataset.corpus}
+    assert judged == set(dataset.corpus)  # every doc of the collection is judged somewhere
+    with pytest.raises(IrlensError, match="no unjudged documents"):
+        pool_negatives({"q": "cats"}, beir_train)
+    pool = write_beir(beir_train.parent / "pool")  # d1-d6 are judged (test or train)
+    with (pool / "corpus.jsonl").open("a") as fh:
+        fh.write(json.dumps({"_id": "d7", "title": "Storm",
+                             "text": "weather: rain tomorrow"}) + "\n")
+    mined = pool_negatives({"a": "rain and wind tomorrow", "b": "cats eat mice"}, pool)
+    assert mined["a"] == ["Storm weather: rain tomorrow"]  # d6 matches better, but it is judged
+    assert mined["b"] == []  # d1 and d5 match, but they are judged
+    groups = training_groups(triples, negatives=2, negative_pool=pool)
+    weather = next(g for g in groups if g.query == "weather tomorrow")
+    assert weather.negatives == ["mice eat grain", mined["a"][0]]  # own negative first
+    assert all(d not in texts_judged for g in groups for d in g.negatives[1:])
+    assert len(groups) == 1  # the other queries have one negative only and are dropped
+
+
+def test_teacher_scores_match_pairwise_scoring(tiny_root, triples):
+    teacher = load_model(str(tiny_model_dir(tiny_root, "bert", "bi")), device="cpu")
+    groups = training_groups(triples, negatives=1)
+    scores = teacher_scores(teacher, groups)
+    for g, row in zip(groups, scores, strict=True):
+        with torch.no_grad():
+            direct = teacher.score([g.query] * 2, [g.positive, g.negatives[0]])
+        torch.testing.assert_close(torch.tensor(row), direct, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_encoder_trains_saves_and_reports_bm25(tiny_root, triples, tmp_path):
     base = tiny_model_dir(tiny_root, "bert", "bi")
     beir = write_beir(tmp_path / "beir")
     out = tmp_path / "ce"
-    result = train_cross_encoder(triples, out, base=str(base), epochs=1, batch_size=4,
-                                 max_length=32, device="cpu", eval_data=beir, eval_depth=5,
-                                 progress=False)
+    result = train_cross_encoder(triples, out, base=str(base), negatives=1, epochs=1,
+                                 batch_size=4, max_length=32, device="cpu", eval_data=beir,
+                                 eval_depth=5, progress=False)
     model = load_model(str(out), device="cpu")
     assert isinstance(model, CrossEncoder) and model.num_labels == 1
     assert result.n_pairs == 8 and result.n_positive == 4
     ev = result.evaluation
     assert set(ev["bm25"]) == set(ev["reranked"]) == {"nDCG@10", "RR@10"}
     assert 0 <= ev["reranked"]["nDCG@10"] <= 1 and ev["n_queries"] == 3
-    saved = json.loads((out / "irlens_training.json").read_text())
-    assert saved["parameters"]["loss"] == "BinaryCrossEntropyLoss"
+    saved = TrainingResult.load(out / "training")
+    assert saved.parameters["loss"] == "BinaryCrossEntropyLoss"
+    assert saved.manifest.model_fingerprint == model.fingerprint
     assert rerank_evaluation(model, beir, depth=5)["reranked"] == ev["reranked"]
+    assert not list(tmp_path.glob(".ce.*"))  # checkpoints and temporary folders are gone
+    distilled = train_cross_encoder(triples, tmp_path / "kd", base=str(base), negatives=1,
+                                    teacher=str(base), batch_size=2, max_length=32,
+                                    device="cpu", progress=False)
+    assert distilled.parameters["loss"] == "MarginMSELoss" and distilled.train_loss
 
 
-def test_bad_training_input(tmp_path):
+def test_bad_cross_encoder_input(tmp_path, tiny_root):
     with pytest.raises(IrlensError, match="does not exist"):
         train_cross_encoder(tmp_path / "missing", tmp_path / "out")
-    with pytest.raises(IrlensError, match="epochs and batch_size"):
-        train_cross_encoder(tmp_path, tmp_path / "out", epochs=0)
+    with pytest.raises(IrlensError, match="epochs, batch_size"):
+        train_cross_encoder(write_beir(tmp_path / "b"), tmp_path / "out", split="test",
+                            epochs=0)
+    no_train = write_train_beir(tmp_path / "nt", with_train=False)
+    with pytest.raises(IrlensError, match="has no 'train' split"):
+        train_cross_encoder(no_train, tmp_path / "out")
+    empty = write_train_beir(tmp_path / "empty", empty_train=True)
+    with pytest.raises(IrlensError, match="split 'train' is empty"):
+        train_cross_encoder(empty, tmp_path / "out")
+
+
+# -- bi-encoder ------------------------------------------------------------------------------
+def test_bm25_hard_negatives_are_never_judged_relevant(beir_train):
+    dataset = load_dataset(beir_train, split="train")
+    rows = bm25_hard_negatives(dataset, hard_negatives=2, bm25_depth=10, seed=3)
+    run = bm25_search(dataset, k=10, progress=False)
+    assert len(rows) == len(dataset.queries)
+    hits = 0
+    for qid, pos, negs in rows:
+        judged = dataset.qrels[qid]
+        assert judged[pos] >= 1
+        for neg in negs:
+            assert judged.get(neg, 0) < 1 and neg in run[qid]
+        # BM25's top 10 holds judged-relevant documents the sampler had to skip
+        hits += sum(judged.get(d, 0) >= 1 for d in run[qid])
+    assert hits > len(rows)
+    assert rows == bm25_hard_negatives(dataset, hard_negatives=2, bm25_depth=10, seed=3)
+
+
+def _mnrl_loss(model: BiEncoder, queries, positives, negatives, scale: float) -> float:
+    """In-batch softmax loss written out: query i against all positives and negatives."""
+    with torch.no_grad():
+        q = model.encode_queries(queries)
+        d = model.encode_docs(positives + negatives)
+        sims = model.similarity(q, d) * scale
+    return float(F.cross_entropy(sims, torch.arange(len(queries))))
+
+
+def test_short_training_lowers_the_loss(tiny_root, beir_train, tmp_path):
+    base = str(tiny_model_dir(tiny_root, "bert", "bi"))
+    dataset = load_dataset(beir_train, split="train")
+    rows = bm25_hard_negatives(dataset, 1, seed=0)
+    queries = [dataset.queries[q] for q, _, _ in rows]
+    pos = [dataset.corpus[p].contents for _, p, _ in rows]
+    neg = [dataset.corpus[n[0]].contents for _, _, n in rows]
+    start = load_model(base, device="cpu", pooling="mean", similarity="dot")
+    before = _mnrl_loss(start, queries, pos, neg, 1.0)
+    train_bi_encoder(base, beir_train, tmp_path / "bi", pooling="mean", epochs=10,
+                     batch_size=8, learning_rate=3e-3, max_seq_length=32, device="cpu",
+                     eval_split=None, progress=False)
+    trained = load_model(str(tmp_path / "bi"), device="cpu")
+    assert trained.pooling == "mean" and trained.similarity_name == "dot"
+    after = _mnrl_loss(trained, queries, pos, neg, 1.0)
+    assert after < before - 0.3, (before, after)  # 3.29 -> 2.64 when written
+
+
+def test_two_towers_save_reload_and_score_as_trained(tiny_root, beir_train, tmp_path,
+                                                      monkeypatch):
+    base = str(tiny_model_dir(tiny_root, "bert", "bi"))
+    seen = {}
+    real_save = bi_module._save
+
+    def spy(model, folder, two, similarity, limit):  # scores of the in-memory towers
+        texts = ["tell me about cats 0", "chess fact number 1 about chess and trains"]
+        with torch.no_grad():
+            q = model.encode_query(texts[:1], convert_to_tensor=True)
+            d = model.encode_document(texts[1:], convert_to_tensor=True)
+        seen["score"] = float((q * d).sum())
+        seen["texts"] = texts
+        real_save(model, folder, two, similarity, limit)
+
+    monkeypatch.setattr(bi_module, "_save", spy)
+    result = train_bi_encoder(base, beir_train, tmp_path / "dpr", two_towers=True,
+                              batch_size=4, learning_rate=1e-3, max_seq_length=32,
+                              device="cpu", progress=False)
+    model = load_model(str(tmp_path / "dpr"), device="cpu")
+    assert isinstance(model, BiEncoder) and set(model.encoders()) == {"query", "doc"}
+    assert model.pooling == "cls" and model.similarity_name == "dot"  # DPR's choices
+    q_w = model.query_encoder.embeddings.word_embeddings.weight
+    d_w = model.doc_encoder.embeddings.word_embeddings.weight
+    assert not torch.equal(q_w, d_w)  # the towers were trained apart
+    with torch.no_grad():
+        score = model.score(seen["texts"][:1], seen["texts"][1:])
+    assert score.item() == pytest.approx(seen["score"], rel=1e-5, abs=1e-5)
+    ev = result.evaluation
+    assert set(ev["before"]) == set(ev["after"]) == {"nDCG@10", "RR@10"}
+    assert ev["n_queries"] == len(TOPICS)
+    assert TrainingResult.load(tmp_path / "dpr" / "training").evaluation == ev
+    # a two-tower folder is a base that keeps its towers (and resumes training)
+    again = train_bi_encoder(str(tmp_path / "dpr"), beir_train, tmp_path / "dpr2",
+                             batch_size=4, max_seq_length=32, device="cpu", eval_split=None,
+                             progress=False)
+    assert again.parameters["two_towers"] is True
+    assert not list(tmp_path.glob(".dpr*"))
+
+
+def test_checkpoints_refuse_another_config(tiny_root, beir_train, tmp_path):
+    base = str(tiny_model_dir(tiny_root, "bert", "bi"))
+    out = tmp_path / "bi"
+    (tmp_path / ".bi.ckpt").mkdir()
+    (tmp_path / ".bi.ckpt" / "irlens_config.json").write_text('{"epochs": 9}')
+    with pytest.raises(IrlensError, match="holds checkpoints of another run"):
+        train_bi_encoder(base, beir_train, out, batch_size=4, device="cpu", eval_split=None,
+                         progress=False)
+
+
+def test_bad_bi_encoder_input(tiny_root, beir_train, tmp_path):
+    base = str(tiny_model_dir(tiny_root, "bert", "bi"))
+    cross = str(tiny_model_dir(tiny_root, "bert", "cross"))
+    with pytest.raises(IrlensError, match="is a cross-encoder"):
+        train_bi_encoder(cross, beir_train, tmp_path / "o", two_towers=True)
+    towers = tmp_path / "towers"
+    towers.mkdir()
+    (towers / "irlens_towers.json").write_text("{}")
+    with pytest.raises(IrlensError, match="no single tower to share"):
+        train_bi_encoder(str(towers), beir_train, tmp_path / "o", two_towers=False)
+    no_train = write_train_beir(tmp_path / "nt", with_train=False)
+    with pytest.raises(IrlensError, match="has no 'train' split.*its splits: test"):
+        train_bi_encoder(base, no_train, tmp_path / "o")
+    empty = write_train_beir(tmp_path / "empty", empty_train=True)
+    with pytest.raises(IrlensError, match="split 'train' is empty"):
+        train_bi_encoder(base, empty, tmp_path / "o")
+    with pytest.raises(IrlensError, match="batch_size >= 2"):
+        train_bi_encoder(base, beir_train, tmp_path / "o", batch_size=1)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_train_bad_input_is_one_line(tmp_path, tiny_root):
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+
+    cross = str(tiny_model_dir(tiny_root, "bert", "cross"))
+    data = write_train_beir(tmp_path / "d")
+    result = CliRunner().invoke(app, ["train", "bi-encoder", "--base", cross, "--data",
+                                      str(data), "--out", str(tmp_path / "o"), "--two-towers"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and "is a cross-encoder" in result.stderr
+    result = CliRunner().invoke(app, ["train", "cross-encoder", "--data", str(data),
+                                      "--split", "dev", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "has no 'dev' split" in result.stderr

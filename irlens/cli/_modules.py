@@ -8,4 +8,5 @@ from irlens.cli import (
     hooks_cmd,  # noqa: F401
     neurons_cmd,  # noqa: F401
     probe_cmd,  # noqa: F401
+    train_cmd,  # noqa: F401
 )

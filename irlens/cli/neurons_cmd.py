@@ -1,5 +1,4 @@
-"""``irlens neurons``, ``irlens prune`` and ``irlens train cross-encoder``: thin commands
-over :mod:`irlens.neurons` and :mod:`irlens.training`."""
+"""``irlens neurons`` and ``irlens prune``: thin commands over :mod:`irlens.neurons`."""
 
 from __future__ import annotations
 
@@ -10,10 +9,6 @@ import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
 from irlens.errors import IrlensError
-
-train_app = typer.Typer(help="Train models (a cross-encoder from the default model's weights).",
-                        no_args_is_help=True)
-app.add_typer(train_app, name="train")
 
 
 class Device(str, Enum):
@@ -204,43 +199,3 @@ def _write_pruning_outputs(results: list, out: Path, neurons_root: Path | None) 
         c for c in summary.columns if c.endswith(("intact", "relevance", "random", "ratio"))]
     typer.echo(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     typer.echo(f"report: {report}")
-
-
-@train_app.command("cross-encoder")
-@friendly_errors
-def train_cross_encoder_command(
-    data: list[Path] = typer.Option(..., "--data", "-d", help="BEIR folder(s) (their --split "
-                                    "qrels, BM25 negatives) or MS MARCO triples TSV files."),
-    out: Path = typer.Option(Path("results/cross-encoder"), "--out", "-o",
-                             help="Where the model folder goes."),
-    split: str = typer.Option("train", help="Qrels split of BEIR folders to train on."),
-    base: str = typer.Option("default", help="Weights to start from."),
-    negatives: int = typer.Option(3, help="BM25 negatives per relevant pair (BEIR folders)."),
-    random_negatives: int = typer.Option(0, help="Extra random negatives per relevant pair."),
-    max_positives: int = typer.Option(None, help="Use at most N relevant pairs per source."),
-    epochs: int = typer.Option(1, help="Training epochs."),
-    batch_size: int = typer.Option(16, help="Pairs per step."),
-    lr: float = typer.Option(2e-5, help="Learning rate (10%% linear warm-up)."),
-    max_length: int = typer.Option(256, help="Token limit of a (query, document) pair."),
-    seed: int = typer.Option(0, help="Seed for data and training."),
-    eval_data: Path = typer.Option(None, help="BEIR folder to rerank on [default: the first "
-                                   "--data folder that has --eval-split]."),
-    eval_split: str = typer.Option("test", help="Split to evaluate on."),
-    eval_depth: int = typer.Option(100, help="BM25 candidates reranked."),
-    eval_queries: int = typer.Option(None, help="Evaluate on the first N queries only."),
-    device: Device = typer.Option(Device.auto, help="Where training runs."),
-) -> None:
-    """Fine-tune a cross-encoder from the default model's weights with BM25 negatives.
-
-    Example: irlens train cross-encoder --data ../shared/data/scifact --split train
-    """
-    from irlens.training import train_cross_encoder
-
-    result = train_cross_encoder(
-        list(data), out, split=split, base=base, negatives=negatives,
-        random_negatives=random_negatives,
-        max_positives=max_positives, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-        max_length=max_length, seed=seed, device=device.value, eval_data=eval_data,
-        eval_split=eval_split, eval_depth=eval_depth, eval_queries=eval_queries)
-    echo_json({"model_dir": result.model_dir, "n_pairs": result.n_pairs,
-               "seconds": result.seconds, "evaluation": result.evaluation})

