@@ -20,7 +20,7 @@ from irlens.editing.objective import gaps
 from irlens.editing.requests import EditRequest
 from irlens.errors import IrlensError
 from irlens.models import load_model
-from tests.tiny import tiny_model
+from tests.tiny import tiny_model, tiny_model_dir
 from tests.tiny_data import write_beir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -200,3 +200,22 @@ def test_knowledge_neuron_suppression_lowers_the_target_score(tiny):
         with edit.applied(tiny):
             suppressed = float(tiny.score(*pair))
     assert suppressed < original
+
+
+def test_edit_then_train_reports_every_stage(tmp_path, monkeypatch):
+    from irlens.editing.pipeline import STAGES, edit_then_train
+    from irlens.editing.study import EditConfig
+
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_beir(tmp_path / "data")
+    rows = ["query-id\tcorpus-id\tscore", "q1\td1\t1", "q2\td4\t1", "q3\td3\t1", "q9\td6\t1"]
+    (data / "qrels" / "train.tsv").write_text("\n".join(rows) + "\n")
+    model = str(tiny_model_dir(tmp_path / "models", "bert", "bi", seed=5))
+    config = EditConfig(editor="ft", kind="remove", n=1, layer=0, steps=3)
+    train = {"epochs": 1, "batch_size": 2, "hard_negatives": 0, "eval_split": None}
+    frame = edit_then_train(model, data, tmp_path / "out", config, train, progress=False)
+    assert sorted(frame["stage"].unique()) == sorted(STAGES)
+    base = frame[frame.stage == "base"].iloc[0]
+    assert base["rank"] <= 10 and not base["holds"]  # a remove request starts in the top 10
+    again = edit_then_train(model, data, tmp_path / "out", config, train, progress=False)
+    assert again.equals(frame)  # every stage resumed from disk
