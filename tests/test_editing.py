@@ -219,3 +219,35 @@ def test_edit_then_train_reports_every_stage(tmp_path, monkeypatch):
     assert base["rank"] <= 10 and not base["holds"]  # a remove request starts in the top 10
     again = edit_then_train(model, data, tmp_path / "out", config, train, progress=False)
     assert again.equals(frame)  # every stage resumed from disk
+
+
+def test_edit_page_in_chromium(tiny, tiny_data, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from irlens.editing.report import render_edit_report
+    from irlens.editing.study import EditConfig, run_edits
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.is_file():
+        pytest.fail("headless Chromium not found at /usr/bin/chromium; apt-get install chromium")
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "cache"))
+    config = EditConfig(editor="ft", kind="remove", n=1, layer=0, steps=2)
+    frame = run_edits(tiny, tiny_data.source, tmp_path / "run", config, progress=False)
+    frame.loc[0, "query_id"] = "<script>alert(1)</script>"
+    page_path = render_edit_report(frame, tmp_path / "edit.html", vars(config))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("dialog", lambda d: errors.append("dialog: " + d.message))
+        page.goto(page_path.as_uri())
+        width = page.eval_on_selector("#locality", "img => img.naturalWidth")
+        cells = page.locator("#edits td").all_inner_texts()
+        browser.close()
+    assert not errors and width > 0
+    assert "<script>alert(1)</script>" in cells
+    row = frame.iloc[0]
+    assert f"{row.rank_before} → {row.rank_after}" in cells
