@@ -26,6 +26,9 @@ def edit_command(
     seed: int = typer.Option(0, help="Seed of the insert targets and paraphrases."),
     split: str = typer.Option("test", help="Which qrels/<split>.tsv the requests use."),
     max_length: int = typer.Option(None, help="Cut texts to this many tokens (faster)."),
+    max_docs: int = typer.Option(None, help="Quick runs: keep every judged document plus "
+                                 "distractors up to N (the corpus is re-encoded per edit)."),
+    max_queries: int = typer.Option(None, help="Quick runs: the first N judged queries."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumable)."),
     save: Path = typer.Option(None, "--save", help="Also write the model with every "
                               "request edited (one after another) to this folder."),
@@ -43,11 +46,11 @@ def edit_command(
     from irlens.editing.study import EditConfig
 
     config = EditConfig(editor=editor, kind=kind, n=n, seed=seed,
-                        layer=layer, steps=steps, split=split)
-    from irlens.data import load_dataset
+                        layer=layer, steps=steps, split=split,
+                        max_docs=max_docs, max_queries=max_queries)
     from irlens.editing import make_requests, run_edits, summarise
     from irlens.editing.report import render_edit_report
-    from irlens.editing.study import _editor
+    from irlens.editing.study import _editor, edit_data
     from irlens.models import load_model
 
     if then_train:
@@ -67,7 +70,7 @@ def edit_command(
     page = render_edit_report(frame, out / "edit.html", vars(config))
     summary = summarise(frame)
     if save is not None:
-        dataset = load_dataset(data, split=split)
+        dataset = edit_data(data, config)
         requests = make_requests(retriever, dataset, kind, n, seed=seed)
         _editor(config, retriever, dataset).fit(retriever, requests).save_model(
             retriever, save)

@@ -18,10 +18,9 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
-from irlens.data import load_dataset
 from irlens.editing.measures import EditBench
 from irlens.editing.requests import make_requests, rank_corpus
-from irlens.editing.study import EditConfig, _editor
+from irlens.editing.study import EditConfig, _editor, edit_data
 from irlens.errors import IrlensError
 from irlens.models import load_model
 
@@ -58,7 +57,7 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
         raise IrlensError("edit requests and training use the same split; edit test "
                           "queries and train on the train split")
     base = load_model(model)
-    dataset = load_dataset(data, split=config.split)
+    dataset = edit_data(data, config)
     store = Store(out, make_manifest("edit-pipeline", {**asdict(config), "train": train,
                                                        "model": model},
                                      model=base, data=dataset))

@@ -23,7 +23,7 @@ from irlens.editing.requests import KINDS, make_requests
 from irlens.errors import IrlensError
 from irlens.models import BiEncoder
 
-__all__ = ["EditConfig", "EditRecord", "run_edits", "summarise"]
+__all__ = ["EditConfig", "EditRecord", "edit_data", "run_edits", "summarise"]
 
 
 @dataclass
@@ -38,6 +38,8 @@ class EditConfig:
     steps: int = 60
     split: str = "test"
     covariance_docs: int = 1000
+    max_docs: int | None = None  # quick runs: judged documents plus distractors up to N
+    max_queries: int | None = None
 
     def __post_init__(self) -> None:
         if self.editor not in EDITORS:
@@ -74,13 +76,21 @@ def _editor(config: EditConfig, model: BiEncoder, dataset):
     return make_editor(config.editor, layer=config.layer, steps=config.steps)
 
 
+def edit_data(data: str | Path, config: EditConfig):
+    """The split the requests come from, cut to ``max_docs``/``max_queries`` if set."""
+    dataset = load_dataset(data, split=config.split)
+    if config.max_docs or config.max_queries:
+        dataset = dataset.subset(config.max_docs, config.max_queries)
+    return dataset
+
+
 def run_edits(model: BiEncoder, data: str | Path, out: str | Path, config: EditConfig,
               progress: bool = True) -> pd.DataFrame:
     """Make ``config.n`` requests, edit and measure each one; rows of every edit."""
     if not isinstance(model, BiEncoder):
         raise IrlensError("editing measures retrieval by a bi-encoder; load one (e.g. "
                           "'default')")
-    dataset = load_dataset(data, split=config.split)
+    dataset = edit_data(data, config)
     store = Store(out, make_manifest("edit-study", asdict(config), model=model, data=dataset))
     bench = EditBench(model, dataset, progress=progress)
     requests = make_requests(model, dataset, config.kind, config.n, seed=config.seed,
