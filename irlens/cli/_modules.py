@@ -2,6 +2,7 @@
 
 from irlens.cli import (
     activations_cmd,  # noqa: F401
+    edit_cmd,  # noqa: F401
     evaluate_cmd,  # noqa: F401
     explain_cmd,  # noqa: F401
     hooks_cmd,  # noqa: F401

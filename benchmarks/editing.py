@@ -1,0 +1,128 @@
+"""Editing cost: the batched key covariance against a per-document loop, and seconds per
+edit for each editor, in one run.
+
+- **covariance**: ``key_covariance`` (many documents per forward, one matrix product per
+  batch) vs ``key_covariance_loop`` (one document per forward, one outer product per
+  token), the same documents and layer. Each side runs in its own subprocess, in
+  alternating order, best of ``--rounds``; peak resident memory per side. Target >= 5x.
+- **seconds per edit**: ``fit`` time of the rank-one, knowledge-neuron and fine-tuning
+  editors on the same insert requests (the covariance estimate excluded and reported
+  once).
+
+Usage: python benchmarks/editing.py [--docs 100] [--edits 3] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "scifact"
+
+
+def _setup(max_length: int):
+    import torch
+
+    from irlens.data import load_dataset
+    from irlens.models import load_model
+
+    torch.set_num_threads(2)
+    return load_model("default", device="cpu", max_length=max_length), load_dataset(DATA)
+
+
+def covariance_side(side: str, docs: int, layer: int, max_length: int) -> dict:
+    """One timed covariance estimate (run inside a fresh subprocess)."""
+    from irlens.editing.covariance import key_covariance, key_covariance_loop
+
+    model, dataset = _setup(max_length)
+    texts = dataset.doc_texts()[:docs]
+    start = time.perf_counter()
+    if side == "batched":
+        moment = key_covariance(model, texts, layer)
+    else:
+        moment = key_covariance_loop(model, texts, layer)
+    seconds = time.perf_counter() - start
+    return {"side": side, "seconds": seconds, "trace": float(moment.trace()),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(args: argparse.Namespace, side: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", side, "--docs", str(args.docs),
+         "--layer", str(args.layer), "--max-length", str(args.max_length)],
+        capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def editor_seconds(args: argparse.Namespace) -> list[dict]:
+    from irlens.editing import EditBench, make_editor, make_requests
+    from irlens.editing.covariance import key_covariance
+
+    model, dataset = _setup(args.max_length)
+    small = dataset.subset(max_docs=args.docs * 3, max_queries=60)
+    bench = EditBench(model, small)
+    requests = make_requests(model, small, "insert", args.edits, ranking=bench.before)
+    start = time.perf_counter()
+    moment = key_covariance(model, small.doc_texts()[:args.docs], args.layer)
+    cov_seconds = time.perf_counter() - start
+    rows = []
+    for name, kwargs in (("rome", {"moment": moment, "layer": args.layer}), ("kn", {}),
+                         ("ft", {"layer": args.layer})):
+        editor = make_editor(name, **kwargs)
+        times, met = [], 0
+        for request in requests:
+            start = time.perf_counter()
+            edit = editor.fit(model, [request])
+            times.append(time.perf_counter() - start)
+            met += bench.measure(edit, [request])[0]["efficacy"]
+        rows.append({"editor": name, "seconds_per_edit": sum(times) / len(times),
+                     "efficacy": met / len(requests), "edits": len(requests),
+                     "covariance_seconds": cov_seconds if name == "rome" else 0.0})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--edits", type=int, default=3)
+    parser.add_argument("--layer", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", choices=["batched", "loop"])
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/editing.json")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(covariance_side(args.child, args.docs, args.layer, args.max_length)))
+        return
+    runs: dict[str, list[dict]] = {"batched": [], "loop": []}
+    for r in range(args.rounds):
+        for side in (("batched", "loop") if r % 2 == 0 else ("loop", "batched")):
+            runs[side].append(_child(args, side))
+    best = {side: min(rs, key=lambda x: x["seconds"]) for side, rs in runs.items()}
+    same = abs(best["batched"]["trace"] - best["loop"]["trace"]) / best["loop"]["trace"]
+    speedup = best["loop"]["seconds"] / best["batched"]["seconds"]
+    print(f"covariance of layer {args.layer} keys over {args.docs} docs "
+          f"({args.max_length} tokens max), best of {args.rounds}:")
+    print(f"{'side':<10}{'seconds':>10}{'peak RSS MB':>14}")
+    for side, row in best.items():
+        print(f"{side:<10}{row['seconds']:>10.2f}{row['peak_rss_mb']:>14.0f}")
+    print(f"speed-up {speedup:.1f}x, relative trace difference {same:.1e}")
+    editors = editor_seconds(args)
+    print(f"\n{'editor':<8}{'s/edit':>8}{'efficacy':>10}")
+    for row in editors:
+        print(f"{row['editor']:<8}{row['seconds_per_edit']:>8.1f}{row['efficacy']:>10.0%}")
+    payload = {"machine": platform.platform(), "covariance": best, "speedup": speedup,
+               "relative_trace_difference": same, "editors": editors, "args": vars(args)}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

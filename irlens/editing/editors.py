@@ -1,0 +1,231 @@
+"""Editors: turn edit requests into an :class:`~irlens.editing.edit.Edit`.
+
+All share one verb, ``fit(model, requests) -> Edit``, and never leave the model changed
+(the optimisation runs on temporary weights or hooks, restored in ``finally``):
+
+- :class:`FineTuneEditor`: gradient steps on the edit pairs only, on every weight or on
+  one layer's FFN (the usual baseline; known to harm locality).
+- :class:`RankOneEditor`: ROME (Meng et al. 2022) adapted to an encoder. The key ``k`` is
+  the mean FFN key (``layer.{l}.ffn.post``) over the query's subject tokens (all query
+  tokens by default); the update is ``W' = W + d u^T`` of the FFN output matrix with
+  ``u = C^-1 k / (k^T C^-1 k)``, the closed-form solution of "change W k to W k + d while
+  moving keys distributed like C as little as possible". ``d`` is optimised so the query
+  ranks the document past its rivals (:mod:`irlens.editing.objective`), with the rank-one
+  update itself in the forward pass, so what is optimised is exactly what is saved.
+- :class:`KnowledgeNeuronEditor`: Dai et al. 2022: the FFN units most attributed to the
+  (query, document) score are suppressed (remove) or amplified (insert).
+
+Several requests are edited one after another, each on top of the previous edits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from irlens.editing.edit import Edit
+from irlens.editing.objective import gaps, hinge
+from irlens.editing.requests import EditRequest
+from irlens.errors import IrlensError
+from irlens.hooks import capture, hook_points
+from irlens.models import BiEncoder, Segment
+
+__all__ = ["EDITORS", "FineTuneEditor", "RankOneEditor", "make_editor", "rank_one_update"]
+
+
+def _check(model: BiEncoder, requests: list[EditRequest], layer: int | None) -> None:
+    if not isinstance(model, BiEncoder):
+        raise IrlensError("editing measures retrieval by a bi-encoder; load one (e.g. "
+                          "'default')")
+    if not requests:
+        raise IrlensError("no edit requests; pass at least one")
+    if layer is not None:
+        n = sum(1 for p in hook_points(model, "doc").values() if p.kind == "resid")
+        if not 0 <= layer < n:
+            raise IrlensError(f"edit layer {layer} is out of range; this model has layers "
+                              f"0-{n - 1}")
+
+
+def _param_names(model: BiEncoder, layer: int | None) -> list[str]:
+    """Names (in ``model.named_parameters``) of every encoder weight, or one layer's FFN."""
+    if layer is None:
+        return [n for n, p in model.named_parameters() if p.is_floating_point()]
+    points = hook_points(model, "doc")
+    modules = {id(points[f"layer.{layer}.ffn.pre"].module),
+               id(points[f"layer.{layer}.ffn.out"].module)}
+    return [f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules()
+            if id(m) in modules for pn, _ in m.named_parameters(recurse=False)]
+
+
+@contextmanager
+def _restored(model: BiEncoder, names: list[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Snapshot ``names``; whatever happens inside, copy the snapshot back on exit."""
+    params = dict(model.named_parameters())
+    saved = {n: params[n].detach().clone() for n in names}
+    flags = {n: p.requires_grad for n, p in params.items()}
+    try:
+        yield saved
+    finally:
+        with torch.no_grad():
+            for n in names:
+                params[n].copy_(saved[n])
+        for n, p in params.items():
+            p.requires_grad_(flags[n])
+            p.grad = None
+
+
+class FineTuneEditor:
+    """Adam steps on the edit objective, on all weights (``layer=None``) or one FFN."""
+
+    name = "ft"
+
+    def __init__(self, layer: int | None = None, lr: float | None = None, steps: int = 30,
+                 margin: float = 0.02):
+        self.layer, self.steps, self.margin = layer, steps, margin
+        self.lr = lr if lr is not None else (1e-4 if layer is None else 1e-3)
+
+    def get_params(self) -> dict:
+        return {"layer": self.layer, "lr": self.lr, "steps": self.steps, "margin": self.margin}
+
+    def fit(self, model: BiEncoder, requests: list[EditRequest]) -> Edit:
+        _check(model, requests, self.layer)
+        names = _param_names(model, self.layer)
+        params = dict(model.named_parameters())
+        start, used = time.perf_counter(), 0
+        with _restored(model, names) as saved:
+            for p in params.values():
+                p.requires_grad_(False)
+            train = [params[n].requires_grad_(True) for n in names]
+            opt = torch.optim.Adam(train, lr=self.lr)
+            for used in range(1, self.steps + 1):  # noqa: B007 - used after the loop
+                gap = gaps(model, requests)
+                if bool((gap >= self.margin).all()):
+                    used -= 1
+                    break
+                opt.zero_grad()
+                hinge(gap, self.margin).backward()
+                opt.step()
+            deltas = {n: (params[n].detach() - saved[n]).clone() for n in names}
+        deltas = {n: d for n, d in deltas.items() if bool(d.any())}
+        return Edit(self.name, deltas, {**self.get_params(), "steps_used": used,
+                                        "seconds": time.perf_counter() - start})
+
+
+def rank_one_update(weight: torch.Tensor, moment: torch.Tensor, key: torch.Tensor,
+                    value: torch.Tensor) -> torch.Tensor:
+    """ROME's closed form: the ``W'`` with ``W' k = v`` that minimises
+    ``tr((W' - W) C (W' - W)^T)``, i.e. ``W + (v - W k) (C^-1 k)^T / (k^T C^-1 k)``."""
+    solved = torch.linalg.solve(moment, key)
+    return weight + torch.outer(value - weight @ key, solved) / (key @ solved)
+
+
+class RankOneEditor:
+    """ROME for encoders (see the module docstring); ``moment`` is ``E[k k^T]`` at
+    ``layer`` (from :func:`irlens.editing.covariance.cached_covariance`)."""
+
+    name = "rome"
+
+    def __init__(self, moment: torch.Tensor, layer: int = 2, steps: int = 60,
+                 lr: float = 0.05, l2: float = 1e-3, margin: float = 0.02,
+                 ridge: float = 1e-3):
+        self.moment, self.layer, self.steps = moment, layer, steps
+        self.lr, self.l2, self.margin, self.ridge = lr, l2, margin, ridge
+
+    def get_params(self) -> dict:
+        return {"layer": self.layer, "steps": self.steps, "lr": self.lr, "l2": self.l2,
+                "margin": self.margin, "ridge": self.ridge}
+
+    def key(self, model: BiEncoder, request: EditRequest) -> torch.Tensor:
+        """Mean FFN key over the subject's tokens (all query tokens if none) [I]."""
+        batch = model.tokenize([request.query], "query")
+        use = batch.segments[0] == Segment.QUERY
+        if request.subject:
+            use = use & _subject_tokens(model, request)
+        name = f"layer.{self.layer}.ffn.post"
+        with torch.no_grad(), capture(model, name, side="query") as cache:
+            model.forward_embeds(batch)
+        return cache[name][0][use].double().mean(0)
+
+    def fit(self, model: BiEncoder, requests: list[EditRequest]) -> Edit:
+        _check(model, requests, self.layer)
+        point = hook_points(model, "doc")[f"layer.{self.layer}.ffn.out"]
+        weight_name = next(n for n, p in model.named_parameters()
+                           if p is point.module.weight)
+        moment = self.moment.double()
+        moment = moment + self.ridge * moment.diagonal().mean() * torch.eye(len(moment))
+        start = time.perf_counter()
+        total = torch.zeros(point.module.weight.shape, dtype=torch.float64)
+        steps_used = []
+        with _restored(model, [weight_name]):
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for request in requests:  # sequential: each on top of the previous edits
+                key = self.key(model, request)
+                u = torch.linalg.solve(moment, key)
+                u = (u / (key @ u)).to(point.module.weight.dtype)
+                delta, used = self._optimise(model, point.module, request, u)
+                steps_used.append(used)
+                update = torch.outer(delta.double(), u.double())
+                total += update
+                with torch.no_grad():
+                    point.module.weight.add_(update.to(point.module.weight.dtype))
+        return Edit(self.name, {weight_name: total.to(point.module.weight.dtype)},
+                    {**self.get_params(), "steps_used": steps_used,
+                     "seconds": time.perf_counter() - start})
+
+    def _optimise(self, model: BiEncoder, linear: torch.nn.Module, request: EditRequest,
+                  u: torch.Tensor) -> tuple[torch.Tensor, int]:
+        delta = torch.zeros(linear.weight.shape[0], dtype=linear.weight.dtype,
+                            requires_grad=True)
+
+        def add_rank_one(_module, inputs, output):
+            return output + (inputs[0] @ u).unsqueeze(-1) * delta
+
+        opt = torch.optim.Adam([delta], lr=self.lr)
+        handle = linear.register_forward_hook(add_rank_one)
+        used = 0
+        try:
+            for used in range(1, self.steps + 1):  # noqa: B007 - used after the loop
+                gap = gaps(model, [request])
+                if bool((gap >= self.margin).all()):
+                    used -= 1
+                    break
+                loss = hinge(gap, self.margin) + self.l2 * delta.pow(2).sum()
+                (grad,) = torch.autograd.grad(loss, [delta])
+                delta.grad = grad
+                opt.step()
+        finally:
+            handle.remove()
+        return delta.detach(), used
+
+
+def _subject_tokens(model: BiEncoder, request: EditRequest) -> torch.Tensor:
+    """Bool [T] over the query's tokens: those overlapping ``request.subject``."""
+    text = model.query_prefix + request.query
+    at = text.lower().find(request.subject.lower())
+    if at < 0:
+        raise IrlensError(f"subject '{request.subject}' is not in the query "
+                          f"'{request.query}'; give a span of the query's own words")
+    enc = model.tokenizer(text, truncation=True, max_length=model.max_length,
+                          return_offsets_mapping=True)
+    end = at + len(request.subject)
+    return torch.tensor([e > at and s < end and e > s for s, e in enc["offset_mapping"]])
+
+
+EDITORS = ("ft", "rome", "kn")
+
+
+def make_editor(name: str, **kwargs):
+    """An editor by name (``ft``, ``rome``, ``kn``) with its keyword options."""
+    if name == "ft":
+        return FineTuneEditor(**kwargs)
+    if name == "rome":
+        return RankOneEditor(**kwargs)
+    if name == "kn":
+        from irlens.editing.knowledge import KnowledgeNeuronEditor
+
+        return KnowledgeNeuronEditor(**kwargs)
+    raise IrlensError(f"unknown editor '{name}'; use {', '.join(EDITORS)}")

@@ -1,0 +1,253 @@
+"""Editing: the rank-one closed form, exact restoration, saved models, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from irlens.data import load_dataset
+from irlens.editing import (
+    EditBench,
+    FineTuneEditor,
+    RankOneEditor,
+    key_covariance,
+    make_requests,
+    rank_one_update,
+)
+from irlens.editing.covariance import key_covariance_loop
+from irlens.editing.objective import gaps
+from irlens.editing.requests import EditRequest
+from irlens.errors import IrlensError
+from irlens.models import load_model
+from tests.tiny import tiny_model, tiny_model_dir
+from tests.tiny_data import write_beir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edit-models")
+    return tiny_model(root, "bert", "bi", seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return load_dataset(write_beir(tmp_path_factory.mktemp("edit-data")))
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _request(kind: str = "insert", **kw) -> EditRequest:
+    base = dict(query_id="q1", query="what do cats eat", doc_id="d3",
+                doc="the stock market fell sharply on monday morning",
+                competitors=["cats are small carnivores that eat mice and fish",
+                             "mice eat grain and seeds and hide from cats",
+                             "dogs are loyal animals that eat meat and bones"])
+    return EditRequest(kind, **{**base, **kw})
+
+
+def test_rank_one_update_is_the_constrained_least_squares_solution():
+    rng = np.random.default_rng(0)
+    h, i = 3, 4
+    w = rng.normal(size=(h, i))
+    a = rng.normal(size=(i, 8))
+    c = a @ a.T / 8 + 0.1 * np.eye(i)
+    k, v = rng.normal(size=i), rng.normal(size=h)
+    # KKT of min vec(D)^T (C kron I) vec(D) s.t. (k^T kron I) vec(W + D) = v (column-major vec)
+    q = np.kron(c, np.eye(h))
+    a_eq = np.kron(k[None, :], np.eye(h))
+    kkt = np.block([[2 * q, a_eq.T], [a_eq, np.zeros((h, h))]])
+    rhs = np.concatenate([np.zeros(h * i), v - w @ k])
+    d = np.linalg.solve(kkt, rhs)[:h * i].reshape(i, h).T
+    got = rank_one_update(*(torch.from_numpy(x) for x in (w, c, k, v))).numpy()
+    np.testing.assert_allclose(got, w + d, atol=1e-10)
+    np.testing.assert_allclose(got @ k, v, atol=1e-10)
+
+
+def test_batched_covariance_equals_per_token_loop(tiny):
+    texts = ["cats eat mice", "salmon swim upstream to spawn in cold rivers", "rain"]
+    fast = key_covariance(tiny, texts, layer=1, batch_size=2)
+    slow = key_covariance_loop(tiny, texts, layer=1)
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-12)
+
+
+def test_rank_one_edit_meets_its_goal_and_leaves_the_model_untouched(tiny):
+    before = _state(tiny)
+    request = _request()
+    assert float(gaps(tiny, [request]).detach()[0]) < 0.02
+    moment = key_covariance(tiny, [request.doc, *request.competitors], layer=1)
+    # a tiny random encoder maps every text to nearly one vector (cosine 1.0000), so the
+    # value must move far: no L2 pull, a large step, a small margin
+    editor = RankOneEditor(moment, layer=1, steps=300, lr=1.0, l2=0.0, margin=0.005)
+    edit = editor.fit(tiny, [request])
+    assert _same(before, _state(tiny))
+    (name, delta), = edit.deltas.items()
+    assert name.endswith("layer.1.output.dense.weight")
+    assert torch.linalg.matrix_rank(delta.double(), rtol=1e-5) == 1
+    with edit.applied(tiny):
+        assert float(gaps(tiny, [request]).detach()[0]) >= 0.005
+    assert _same(before, _state(tiny))
+
+
+def test_applied_edit_is_undone_bit_identically_after_an_exception(tiny):
+    before = _state(tiny)
+    edit = FineTuneEditor(layer=0, steps=5, lr=1e-2).fit(tiny, [_request()])
+    assert edit.deltas
+    with pytest.raises(RuntimeError, match="boom"), edit.applied(tiny):
+        assert not _same(before, _state(tiny))
+        raise RuntimeError("boom")
+    assert _same(before, _state(tiny))
+
+
+def test_failed_sequential_fit_restores_the_model(tiny):
+    before = _state(tiny)
+    moment = key_covariance(tiny, ["cats eat mice and fish"], layer=0)
+    bad = _request(subject="zebra")  # fails after the first request was written in place
+    with pytest.raises(IrlensError, match="subject 'zebra' is not in the query"):
+        RankOneEditor(moment, layer=0, steps=3).fit(tiny, [_request(), bad])
+    assert _same(before, _state(tiny))
+
+
+def test_saved_edited_model_reproduces_edited_scores(tmp_path, tiny):
+    edit = FineTuneEditor(layer=1, steps=5, lr=1e-2).fit(tiny, [_request()])
+    texts = ["what do cats eat", "the stock market fell sharply on monday morning"]
+    with edit.applied(tiny):
+        edited = tiny.encode_docs(texts)
+    edit.save_model(tiny, tmp_path / "edited")
+    reloaded = load_model(str(tmp_path / "edited"), device="cpu")
+    torch.testing.assert_close(reloaded.encode_docs(texts), edited, rtol=0, atol=1e-6)
+    assert (tiny.encode_docs(texts) - edited).abs().max() > 1e-4
+
+
+def test_bench_measures_real_ranks_and_checks_requests(tiny, tiny_data, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path))
+    bench = EditBench(tiny, tiny_data)
+    edit = FineTuneEditor(layer=0, steps=1, lr=0.0).fit(tiny, [_request()])
+    req = make_requests(tiny, tiny_data, "remove", 1, ranking=bench.before)[0]
+    row = bench.measure(edit, [req])[0]
+    assert row["rank_before"] == bench.before.rank(req.query_id, req.doc_id) <= 10
+    assert row["rank_after"] == row["rank_before"] and not row["efficacy"]
+    assert row["locality_top10_changes"] == 0 and row["locality_doc_cosine"] == \
+        pytest.approx(1.0)
+    missing = EditRequest("insert", "q1", "what do cats eat", "nope", "x")
+    with pytest.raises(IrlensError, match="document 'nope' is not in the corpus"):
+        bench.measure(edit, [missing])
+    top = bench.before.top("q1", 1)[0]
+    inside = EditRequest("insert", "q1", "what do cats eat", top, "x")
+    with pytest.raises(IrlensError, match="already in the top 10"):
+        bench.measure(edit, [inside])
+
+
+def test_bad_editor_input(tiny, tmp_path):
+    moment = torch.eye(48, dtype=torch.float64)
+    with pytest.raises(IrlensError, match="edit layer 7 is out of range; this model has "
+                       "layers 0-1"):
+        RankOneEditor(moment, layer=7).fit(tiny, [_request()])
+    with pytest.raises(IrlensError, match="no edit requests"):
+        FineTuneEditor().fit(tiny, [])
+    with pytest.raises(IrlensError, match="unknown edit kind"):
+        _request(kind="swap")
+
+
+def test_cli_refuses_bad_options_before_loading(tmp_path):
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+
+    result = CliRunner().invoke(app, ["edit", "--data", str(tmp_path), "--editor", "memit",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "unknown editor 'memit'" in result.output
+
+
+@pytest.mark.real
+def test_rank_one_insert_on_the_real_model(default_model, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path))
+    dataset = load_dataset(data_dir / "scifact").subset(max_docs=300, max_queries=30)
+    bench = EditBench(default_model, dataset)
+    request = make_requests(default_model, dataset, "insert", 1, seed=1,
+                            ranking=bench.before)[0]
+    moment = key_covariance(default_model, dataset.doc_texts()[:200], layer=2)
+    edit = RankOneEditor(moment, layer=2).fit(default_model, [request])
+    row = bench.measure(edit, [request])[0]
+    assert row["rank_before"] > 10 and row["efficacy"], row
+    assert abs(row["locality_delta_ndcg10"]) < 0.05 and row["locality_doc_cosine"] > 0.95
+
+
+def test_knowledge_neuron_suppression_lowers_the_target_score(tiny):
+    from irlens.editing.knowledge import KnowledgeNeuronEditor
+
+    before = _state(tiny)
+    request = _request("remove", doc_id="d1", doc="cats are small carnivores that eat mice",
+                       paraphrases=["cats eat what", "what cats eat"])
+    editor = KnowledgeNeuronEditor(n_steps=8, max_units=10)
+    units = editor.neurons(tiny, request)
+    assert units and all(0 <= layer < 2 and 0 <= u < 48 for layer, u in units)
+    edit = editor.fit(tiny, [request])
+    assert _same(before, _state(tiny))
+    pair = ([request.query], [request.doc])
+    with torch.no_grad():
+        original = float(tiny.score(*pair))
+        with edit.applied(tiny):
+            suppressed = float(tiny.score(*pair))
+    assert suppressed < original
+
+
+def test_edit_then_train_reports_every_stage(tmp_path, monkeypatch):
+    from irlens.editing.pipeline import STAGES, edit_then_train
+    from irlens.editing.study import EditConfig
+
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_beir(tmp_path / "data")
+    rows = ["query-id\tcorpus-id\tscore", "q1\td1\t1", "q2\td4\t1", "q3\td3\t1", "q9\td6\t1"]
+    (data / "qrels" / "train.tsv").write_text("\n".join(rows) + "\n")
+    model = str(tiny_model_dir(tmp_path / "models", "bert", "bi", seed=5))
+    config = EditConfig(editor="ft", kind="remove", n=1, layer=0, steps=3)
+    train = {"epochs": 1, "batch_size": 2, "hard_negatives": 0, "eval_split": None}
+    frame = edit_then_train(model, data, tmp_path / "out", config, train, progress=False)
+    assert sorted(frame["stage"].unique()) == sorted(STAGES)
+    base = frame[frame.stage == "base"].iloc[0]
+    assert base["rank"] <= 10 and not base["holds"]  # a remove request starts in the top 10
+    again = edit_then_train(model, data, tmp_path / "out", config, train, progress=False)
+    assert again.equals(frame)  # every stage resumed from disk
+
+
+def test_edit_page_in_chromium(tiny, tiny_data, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from irlens.editing.report import render_edit_report
+    from irlens.editing.study import EditConfig, run_edits
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.is_file():
+        pytest.fail("headless Chromium not found at /usr/bin/chromium; apt-get install chromium")
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "cache"))
+    config = EditConfig(editor="ft", kind="remove", n=1, layer=0, steps=2)
+    frame = run_edits(tiny, tiny_data.source, tmp_path / "run", config, progress=False)
+    frame.loc[0, "query_id"] = "<script>alert(1)</script>"
+    page_path = render_edit_report(frame, tmp_path / "edit.html", vars(config))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("dialog", lambda d: errors.append("dialog: " + d.message))
+        page.goto(page_path.as_uri())
+        width = page.eval_on_selector("#locality", "img => img.naturalWidth")
+        cells = page.locator("#edits td").all_inner_texts()
+        browser.close()
+    assert not errors and width > 0
+    assert "<script>alert(1)</script>" in cells
+    row = frame.iloc[0]
+    assert f"{row.rank_before} → {row.rank_after}" in cells
