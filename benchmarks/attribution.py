@@ -52,6 +52,7 @@ def _pairs(tokenizer, n: int, tokens: int, pair: bool, seed: int = 0):
     """``n`` SciFact (query, relevant abstract) pairs; the pair encoding (cross) or the
     document alone (bi) is cut to exactly ``tokens`` tokens."""
     from irlens.attribution._inputs import cut_text
+
     from irlens.data import load_dataset, sample_pairs
 
     dataset = load_dataset(DATA)
@@ -108,9 +109,8 @@ class _Peak:
 def _row_flops(model, batch, side=None) -> int:
     """Forward+backward FLOPs of one row (gradients for the inputs only)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     from irlens.attribution._engine import frozen
+    from torch.utils.flop_counter import FlopCounterMode
 
     table = model.word_embeddings(side)
     with frozen(model), FlopCounterMode(display=False) as counter:
@@ -269,10 +269,10 @@ def _bi_query(a, model, queries, docs, info, S):
 def gap_worker(a: argparse.Namespace) -> None:
     """dF/dalpha at every node of every rule, then each rule's gap per pair."""
     import torch
-
     from irlens._path import quadrature
     from irlens.attribution._engine import Engine, Rows, frozen
     from irlens.attribution._inputs import build_problem, prepare_texts
+
     from irlens.attribution.baselines import Baseline
     from irlens.data import load_dataset, sample_pairs
     from irlens.models import load_model

@@ -21,7 +21,6 @@ Vast et al., "Which Neurons Matter in IR?", ICTIR 2024 (SCIENCE.md, section 3).
   per-layer pruning, random controls); :func:`render_report` writes the HTML page.
 """
 
-from irlens.neurons._inputs import SEGMENTS
 from irlens.neurons.nig import NeuronIntegratedGradients
 from irlens.neurons.pruning import (
     PruningConfig,
@@ -31,7 +30,7 @@ from irlens.neurons.pruning import (
     unit_means,
 )
 from irlens.neurons.report import render_report
-from irlens.neurons.result import NeuronAttribution
+from irlens.neurons.result import SEGMENTS, NeuronAttribution
 from irlens.neurons.selection import (
     Selection,
     fuse,
