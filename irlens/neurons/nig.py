@@ -237,6 +237,7 @@ class _Conductance:
         self.score[pair.cpu()[step.cpu() == self.last]] = values[step.cpu() == self.last]
         self.base[pair.cpu()[step.cpu() == 0]] = values[step.cpu() == 0]
         rule = self.nig.rule
+        uniq, inverse = torch.unique_consecutive(pair, return_inverse=True)
         for name in self.names:
             for k, (act, grad) in enumerate(zip(chunk.acts[name], chunk.act_grads[name],
                                                 strict=True)):
@@ -248,14 +249,17 @@ class _Conductance:
                     prev_act[0], prev_grad[0] = _fit(ca, act[0]), _fit(cg, grad[0])
                 weight = {"riemann_right": grad, "riemann_left": prev_grad,
                           "riemann_trapezoid": 0.5 * (grad + prev_grad)}[rule]
-                live = (step > 0).to(work).view(-1, *[1] * (act.dim() - 1))
-                contrib = (act - prev_act) * weight * live
+                contrib = (act - prev_act).mul_(weight)
+                contrib[step == 0] = 0
                 self.carry[(k, name)] = (act[-1].clone(), grad[-1].clone())
-                reduced = _reduce(name, contrib, self.onehot[k][pair, :act.shape[-2]])
+                # sum each pair's rows first (they are contiguous), then segments
+                summed = torch.zeros((len(uniq), *contrib.shape[1:]), dtype=work,
+                                     device=contrib.device).index_add_(0, inverse, contrib)
+                reduced = _reduce(name, summed, self.onehot[k][uniq, :act.shape[-2]])
                 if name not in self.acc:
                     self.acc[name] = torch.zeros((len(self.score), *reduced.shape[1:]),
                                                  dtype=torch.float64, device=reduced.device)
-                self.acc[name].index_add_(0, pair, reduced)
+                self.acc[name].index_add_(0, uniq, reduced)
 
     def collect(self) -> dict[str, np.ndarray]:
         layers = sum(1 for n in self.names if n.endswith(".resid")) or \

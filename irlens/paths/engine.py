@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import re
 import sys
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ def _trimmer() -> Callable[[], None]:
 
 
 _trim = _trimmer() if sys.platform.startswith("linux") else (lambda: None)
+_MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -208,8 +210,18 @@ class Engine:
         self.n_forwards = 0
 
     def bytes_per_token(self) -> float:
-        """Estimated peak bytes per row-token of a forward+backward (measured on one row)."""
+        """Estimated peak bytes per row-token of a forward+backward (measured on one row of
+        the longest pair; remembered per model, hooks and length)."""
         longest = int(torch.argmax(self.row_tokens))
+        key = (tuple(self.capture), tuple(s.side for s in self.problem.streams),
+               tuple(sorted(self.problem.streams[0].acts)), int(self.row_tokens[longest]),
+               self.problem.streams[0].x.dtype)
+        known = _MEASURED.setdefault(self.problem.model, {})
+        if key not in known:
+            known[key] = self._measure(longest)
+        return known[key]
+
+    def _measure(self, longest: int) -> float:
         rows = Rows.make([longest], 0.5, 1.0)
         params = {p.untyped_storage().data_ptr() for p in self.problem.model.parameters()}
         saved: dict[int, int] = {}
