@@ -21,8 +21,8 @@ both sides need input gradients only, so neither saves activations for weight gr
 
 A run of some ``--sections`` updates those in the JSON and keeps the others (each section
 says when it was measured and the load average it ran under). Every timed method runs in
-its own process: peak memory is the max RSS sampled above the
-loaded model (CPU) or the max CUDA allocation. Achieved GFLOP/s = the path's
+its own process: peak memory is the max RSS sampled above the loaded model, from
+before the warm-up (CPU), or the max CUDA allocation. Achieved GFLOP/s = the path's
 forward+backward FLOPs (PyTorch's FLOP counter on one row, times the rows) / seconds,
 next to the machine's fp32 matmul GFLOP/s. The cross-encoder is all-MiniLM-L6-v2's body
 with a new (untrained) one-logit head.
@@ -150,9 +150,9 @@ def worker(a: argparse.Namespace) -> None:
         model.requires_grad_(False)
     info: dict = {"task": a.task, "pairs": a.pairs, "tokens": a.tokens, "steps": a.steps}
     run, flops = _make_run(a, model, queries, docs, info, S)
+    peak = _Peak(model.device)  # from before the warm-up: the process's own peak
     if a.task not in ("sig", "tint"):  # SIG runs are long enough to need no warm-up
         run(1)  # warm-up on one pair: kernels, allocator, lazy imports
-    peak = _Peak(model.device)
     start = time.perf_counter()
     out = run(None)
     if model.device.type == "cuda":

@@ -34,16 +34,20 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--full", action="store_true")
+    p.add_argument("--budget", default="128MB", help="irlens memory budget (near the "
+                   "rivals' peak at their best batch size, for equal memory)")
     p.add_argument("--skip", default="", help="attribution and/or neurons, comma-separated")
     a = p.parse_args()
     py = sys.executable
     skip = set(a.skip.split(","))
     if "attribution" not in skip:
         _run([py, str(REPO / "benchmarks/attribution.py"), "--sections",
-              "cross-ig,cross-sig,bi-query", "--rounds", str(a.rounds), "--threads",
+              "cross-ig,cross-sig,bi-query", "--rounds", str(a.rounds), "--budget", a.budget,
+              "--threads",
               str(a.threads), *([] if a.full else ["--quick"])])
     if "neurons" not in skip:
         _run([py, str(REPO / "benchmarks/neurons.py"), "--rounds", str(a.rounds),
+              "--budget", a.budget,
               "--threads", str(a.threads), *([] if a.full else ["--pairs", "2"])])
     attr = json.loads((RESULTS / "attribution.json").read_text())["sections"]
     nig = json.loads((RESULTS / "neurons.json").read_text())
@@ -70,7 +74,7 @@ def main() -> None:
                  "rival_peak_mb": nig["naive"]["peak_memory_mb"],
                  "max_abs_diff": nig["max_rel_diff_engine_vs_naive"]})
     report = {"what": "irlens path engine vs rivals (best of alternating runs, own processes)",
-              "rounds": a.rounds, "threads": a.threads, "full": a.full,
+              "rounds": a.rounds, "threads": a.threads, "full": a.full, "budget": a.budget,
               "written": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
     from irlens._io import write_json
 

@@ -94,10 +94,10 @@ class AttributionMethod:
                  if k in self.shown or k not in defaults or defaults[k] != v]
         return f"{self.name}({', '.join(parts)})"
 
-    def attribute(self, queries: list[str] | str, docs: list[str] | str
-                  ) -> list[TokenAttribution]:
+    def attribute(self, queries: list[str] | str, docs: list[str] | str, *,
+                  progress: bool = False) -> list[TokenAttribution]:
         """Attribute each (query, doc) pair's score to tokens; one result per pair (a
-        bare string pair is one pair)."""
+        bare string pair is one pair). ``progress`` shows a bar over path rows."""
         raise NotImplementedError
 
     # -- helpers for subclasses ---------------------------------------------------------

@@ -22,8 +22,8 @@ class GradientXInput(AttributionMethod):
 
     name = "gxi"
 
-    def attribute(self, queries: list[str] | str, docs: list[str] | str
-                  ) -> list[TokenAttribution]:
+    def attribute(self, queries: list[str] | str, docs: list[str] | str, *,
+                  progress: bool = False) -> list[TokenAttribution]:
         problem, cut = self._problem(queries, docs, Baseline("zero"))
         n = problem.n_pairs
         engine = Engine(problem, self.memory_budget)
@@ -56,8 +56,8 @@ class RandomAttribution(AttributionMethod):
     def get_params(self) -> dict[str, Any]:
         return {"seed": self.seed, **super().get_params()}
 
-    def attribute(self, queries: list[str] | str, docs: list[str] | str
-                  ) -> list[TokenAttribution]:
+    def attribute(self, queries: list[str] | str, docs: list[str] | str, *,
+                  progress: bool = False) -> list[TokenAttribution]:
         problem, cut = self._problem(queries, docs, Baseline("zero"))
         n = problem.n_pairs
         attr = {s.side: torch.zeros(s.moves.shape) for s in problem.streams}

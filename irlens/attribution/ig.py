@@ -26,10 +26,10 @@ class IntegratedGradients(PathMethod):
 
     name = "ig"
 
-    def attribute(self, queries: list[str] | str, docs: list[str] | str
-                  ) -> list[TokenAttribution]:
+    def attribute(self, queries: list[str] | str, docs: list[str] | str, *,
+                  progress: bool = False) -> list[TokenAttribution]:
         problem, cut = self._problem(queries, docs, self.baseline)
-        engine = Engine(problem, self.memory_budget)
+        engine = Engine(problem, self.memory_budget, progress=progress, desc="IG")
         alphas, weights = quadrature(self.n_steps, self.rule)
         grads = engine.gradients(Rows.paths(problem.n_pairs, alphas, weights))[-1]
         attr = {s.side: (g * (s.x - s.x0).float()).sum(-1).cpu()

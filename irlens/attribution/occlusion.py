@@ -42,8 +42,8 @@ class Occlusion(AttributionMethod):
     def get_params(self) -> dict[str, Any]:
         return {"baseline": str(self.baseline), **super().get_params()}
 
-    def attribute(self, queries: list[str] | str, docs: list[str] | str
-                  ) -> list[TokenAttribution]:
+    def attribute(self, queries: list[str] | str, docs: list[str] | str, *,
+                  progress: bool = False) -> list[TokenAttribution]:
         joint, cut = self._problem(queries, docs, self.baseline)
         n = joint.n_pairs
         attr: dict[str, torch.Tensor] = {}

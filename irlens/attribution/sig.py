@@ -30,8 +30,8 @@ class SequentialIntegratedGradients(PathMethod):
 
     name = "sig"
 
-    def attribute(self, queries: list[str] | str, docs: list[str] | str
-                  ) -> list[TokenAttribution]:
+    def attribute(self, queries: list[str] | str, docs: list[str] | str, *,
+                  progress: bool = False) -> list[TokenAttribution]:
         joint, cut = self._problem(queries, docs, self.baseline)
         n = joint.n_pairs
         alphas, weights = quadrature(self.n_steps, self.rule)
@@ -41,7 +41,8 @@ class SequentialIntegratedGradients(PathMethod):
         base = None
         for problem in sides:
             stream = problem.streams[0]
-            engine = Engine(problem, self.memory_budget)
+            engine = Engine(problem, self.memory_budget, progress=progress,
+                            desc=f"SIG {problem.streams[0].side}")
             grads = engine.gradients(Rows.per_token(stream.moves, alphas, weights))[-1]
             scores = (grads[0] * (stream.x - stream.x0).float()).sum(-1).cpu()
             attr[stream.side] = scores
