@@ -114,6 +114,7 @@ class AttributionMethod:
         from irlens.attribution.tokens import pair_tokens
 
         results = []
+        manifest = self._manifest()  # one weight hash per call, not per pair
         for i, pair in enumerate(pair_tokens(problem)):
             if "pair" in attr:
                 scores = attr["pair"][i, :len(pair.tokens)].tolist()
@@ -129,7 +130,7 @@ class AttributionMethod:
                 expected_sum=float(expected[i]), completeness_gap=float(gap[i]),
                 gap_scale=float(scale[i]), method=self.name, parameters=self.get_params(),
                 model_id=self.model.model_id, output=self.output, truncated=cut[i],
-                manifest=self._manifest()))
+                manifest=manifest))
         return results
 
     def _manifest(self):

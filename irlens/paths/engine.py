@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -32,8 +33,9 @@ from irlens.paths.problem import Problem
 
 __all__ = ["Chunk", "Engine", "Rows", "frozen", "parse_memory"]
 
-# peak / saved activations: 1GB budgets peaked at 0.85-0.96GB on CPU (MiniLM, 64-256 tokens)
-_SAFETY = 1.45
+# peak / saved activations (MiniLM on CPU: peak RSS stayed under 200MB budgets for every
+# method in tests/test_paths.py)
+_SAFETY = 1.6
 _MAX_PADDING = 0.2  # share of padded positions a chunk may hold
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
           "GB": 2**30, "T": 2**40, "TB": 2**40}
@@ -234,8 +236,13 @@ class Engine:
 
         with frozen(self.problem.model), torch.enable_grad(), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            self._forward(rows, torch.arange(1), grad=True, capture=self.capture)
+            chunk, _ = self._forward(rows, torch.arange(1), grad=True, capture=self.capture)
         per_row = sum(saved.values()) * _SAFETY
+        # captured activations get gradients of their own size all at once (and the
+        # allocator keeps both around the backward), and a
+        # consumer's reduction holds a few temporaries of one capture at a time
+        captured = [t.numel() * t.element_size() for c in chunk.acts.values() for t in c]
+        per_row += 3 * sum(captured) + 4 * max(captured, default=0)
         x = self.problem.streams[0].x
         per_row += 6 * x.shape[-1] * x.element_size() * int(self.row_tokens[longest])
         return per_row / int(self.row_tokens[longest])
@@ -262,7 +269,6 @@ class Engine:
     def _forward(self, rows: Rows, idx: torch.Tensor, *, grad: bool,
                  capture: Sequence[str]) -> tuple[Chunk, list[torch.Tensor]]:
         """F at rows ``idx``; the chunk plus the tensors to differentiate (if ``grad``)."""
-        from irlens.hooks import capture as capture_hooks
         from irlens.hooks import intervene
 
         dev = self.device
@@ -302,12 +308,20 @@ class Engine:
                         stack.enter_context(intervene(problem.model, {problem.points[j]: edit},
                                                       side=stream.hook_side,
                                                       label=f"irlens.paths:{id(self)}"))
-                if capture:
-                    caches.append(stack.enter_context(capture_hooks(
-                        problem.model, list(capture), side=stream.hook_side, grad=grad)))
+                if capture:  # recorded as they are: in the graph, no retain_grad copies
+                    store: dict[str, list[torch.Tensor]] = {n: [] for n in capture}
+                    caches.append(store)
+
+                    def record(act, _ctx, calls):
+                        calls.append(act if grad else act.detach())
+
+                    stack.enter_context(intervene(
+                        problem.model,
+                        {n: partial(record, calls=store[n]) for n in capture},
+                        side=stream.hook_side, label=f"irlens.paths.capture:{id(self)}"))
             out = problem.forward(embeds, pair, chunk.n_tokens)
         for name in capture:
-            chunk.acts[name] = [cache.calls(name)[0] for cache in caches]
+            chunk.acts[name] = [store[name][0] for store in caches]
         chunk.values = out.detach().float()
         if grad:
             chunk.grads = {j: [None] * len(per_stream) for j, per_stream in chunk.inputs.items()}
