@@ -39,14 +39,15 @@ def quadrature(n_steps: int, rule: str = "gausslegendre") -> tuple[torch.Tensor,
         return torch.tensor(0.5 * (nodes + 1.0)), torch.tensor(0.5 * weights)
     kind = rule.split("_")[1]
     weights = torch.full((n,), 1.0 / (n - 1 if kind == "trapezoid" else n), dtype=torch.float64)
+    f64 = {"dtype": torch.float64}  # float32 nodes would be off by up to 4e-8
     if kind == "trapezoid":
         weights[0] /= 2
         weights[-1] /= 2
-        alphas = torch.linspace(0, 1, n)
+        alphas = torch.linspace(0, 1, n, **f64)
     elif kind == "left":
-        alphas = torch.linspace(0, 1 - 1 / n, n)
+        alphas = torch.linspace(0, 1 - 1 / n, n, **f64)
     elif kind == "middle":
-        alphas = torch.linspace(1 / (2 * n), 1 - 1 / (2 * n), n)
+        alphas = torch.linspace(1 / (2 * n), 1 - 1 / (2 * n), n, **f64)
     else:
-        alphas = torch.linspace(1 / n, 1, n)
-    return alphas.double(), weights
+        alphas = torch.linspace(1 / n, 1, n, **f64)
+    return alphas, weights
