@@ -26,10 +26,10 @@ from irlens.attribution import (
     Occlusion,
     RandomAttribution,
     SequentialIntegratedGradients,
-    TokenAttribution,
-    make_method,
-    measure_faithfulness,
 )
+from irlens.attribution.faithfulness import measure_faithfulness
+from irlens.attribution.methods import make_method
+from irlens.attribution.result import TokenAttribution
 from irlens.errors import IrlensError
 from irlens.models import Batch, Segment
 from irlens.neurons import NeuronAttribution, NeuronIntegratedGradients

@@ -35,7 +35,7 @@ __all__ = ["Chunk", "Engine", "Rows", "frozen", "parse_memory"]
 
 # peak / saved activations (MiniLM on CPU: peak RSS stayed under 200MB budgets for every
 # method in tests/test_paths.py)
-_SAFETY = 1.6
+_SAFETY = 1.75
 _MAX_PADDING = 0.2  # share of padded positions a chunk may hold
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30,
           "GB": 2**30, "T": 2**40, "TB": 2**40}
