@@ -91,7 +91,8 @@ def explain_command(
     model: str = typer.Option("default", "--model", "-m",
                               help="'default', a model folder or a Hugging Face id."),
     method: str = typer.Option("ig", help="ig, sig, occlusion, gxi or random (ig-pad, "
-                               "sig-mask... set the baseline). sig costs tokens x steps "
+                               "sig-mask... set the baseline), or a spec such as "
+                               "'ig(baseline=pad, n_steps=20)'. sig costs tokens x steps "
                                "forward+backward passes; occlusion-mask is its exact limit "
                                "and about 20x cheaper."),
     baseline: str = typer.Option(None, help="pad, mask, zero or text:<words> [default: "
