@@ -111,7 +111,7 @@ def worker(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         if args.side == "irlens":
             kn = KnowledgeNeurons(model, n_steps=args.steps, rule="gausslegendre",
-                                  memory_gb=args.memory_gb)
+                                  memory_budget=args.memory_budget)
             out = kn.attribute(texts, side, partners)
         else:
             out = _loop(model, texts, side, partners, args.steps)
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--memory-gb", type=float, default=2.0)
+    parser.add_argument("--memory-budget", default="2GB")
     parser.add_argument("--side", choices=["irlens", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("--dump", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -132,17 +132,19 @@ def test_one_forward_reads_every_layer_step_and_example(model):
     calls = []
     handle = model.doc_encoder.register_forward_hook(lambda *a: calls.append(1))
     try:
-        kn = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=10_000, passes="one")
+        kn = KnowledgeNeurons(model, n_steps=5, target="norm", memory_budget="64GB",
+                              passes="one")
         batched = kn.attribute(same, "doc")
         assert len(calls) == 1  # 3 examples x 2 sublayers x 2 layers x (5 steps + 1) + 3
-        per_layer = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=10_000,
+        per_layer = KnowledgeNeurons(model, n_steps=5, target="norm", memory_budget="64GB",
                                      passes="per-layer").attribute(same, "doc")
         assert len(calls) == 1 + 2  # one pass per layer, examples and steps batched
     finally:
         handle.remove()
     for key in ("keys", "values", "score", "zeroed"):
         np.testing.assert_array_equal(per_layer[key], batched[key])
-    alone = KnowledgeNeurons(model, n_steps=5, target="norm", max_rows=7).attribute(
+    # 1 byte: one row per chunk
+    alone = KnowledgeNeurons(model, n_steps=5, target="norm", memory_budget=1).attribute(
         same[:1], "doc")
     for key in ("keys", "values", "score", "zeroed"):  # batch and chunk invariance
         np.testing.assert_allclose(batched[key][:1], alone[key], rtol=1e-5, atol=1e-7)
@@ -239,6 +241,8 @@ def test_bad_input_is_one_line_and_early(tiny_root, tmp_path):
         ActivationConfig(target="logit").check()
     with pytest.raises(IrlensError, match="unknown side"):
         ActivationConfig(sides=("both",)).check()
+    with pytest.raises(IrlensError, match="^memory budget 'lots' not understood"):
+        ActivationConfig(memory_budget="lots").check()
     folder = write_probe_beir(tmp_path / "d")
     (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n")
     with pytest.raises(IrlensError, match="no query with a relevant document"):

@@ -172,9 +172,17 @@ def test_explain_says_n_a_for_methods_without_a_path(tiny_root):
                                       "text:<words>"),
     (["q", "d", "--steps", "0"], "error: n_steps must be an integer >= 1 for gausslegendre, "
                                  "got 0"),
-    (["q", "d", "--integration", "riemann_trapezoid", "--steps", "1"],
+    (["q", "d", "--rule", "riemann_trapezoid", "--steps", "1"],
      "error: n_steps must be an integer >= 2 for riemann_trapezoid, got 1"),
     (["q", "d", "--target", "title"], "error: unknown target 'title'; use doc, query, both"),
+    (["q", "d", "--method", "sig(n_steps=0)"], "error: n_steps must be an integer >= 1 for "
+                                               "gausslegendre, got 0"),
+    (["q", "d", "--method", "ig(window=3)"], "error: 'ig' takes no window; it takes baseline, "
+                                             "gap_tolerance, max_doc_tokens, memory_budget, "
+                                             "n_steps, output, rule, target"),
+    (["q", "d", "--method", "gxi-pad"], "error: 'gxi' takes no baseline; drop '-pad'"),
+    (["q", "d", "--memory-budget", "lots"], "error: memory budget 'lots' not understood; "
+                                            "write e.g. 1GB or 512MB"),
 ])
 def test_explain_options_are_refused_before_the_model_loads(args, message):
     """The model path does not exist: the option error must come first (it used to take

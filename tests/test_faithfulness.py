@@ -205,6 +205,9 @@ def test_faithfulness_cli_writes_the_study_folder(tiny_root, tmp_path):
                                "baseline suffix, e.g. ig-pad, sig-mask)"),
     (["--steps", "0"], "error: n_steps must be an integer >= 1 for gausslegendre, got 0"),
     (["--top-k", "2"], r"error: top_k is a fraction of tokens in (0, 1], got 2.0"),
+    (["--rule", "simpson"], "error: unknown rule 'simpson'; use gausslegendre, riemann_left, "
+                            "riemann_right, riemann_middle, riemann_trapezoid"),
+    (["--memory-budget", "0GB"], "error: memory budget must be positive, got 0GB"),
 ])
 def test_faithfulness_options_are_refused_before_data_and_model_load(args, message):
     res = CliRunner().invoke(app, ["faithfulness", "--model", "/no/such/model", "--data",

@@ -45,8 +45,8 @@ def test_study_folder_has_parquet_and_manifest(study):
     scores = study.scores
     assert set(scores.columns) >= {"hook", "kind", "layer", "unit", "segment", "relevant",
                                    "nonrelevant", "contrast"}
-    # 2 layers x 48 units x (all + 5 segments) + 2 layers x 4 heads x (all + 25 blocks)
-    assert len(scores) == 2 * 48 * 6 + 2 * 4 * 26
+    # 2 layers x 48 units x (all + 6 segments) + 2 layers x 4 heads x (all + 36 blocks)
+    assert len(scores) == 2 * 48 * 7 + 2 * 4 * 37
     meta = json.loads(__import__("pyarrow.parquet", fromlist=["x"])
                       .read_schema(study.folder / "scores.parquet").metadata[b"irlens.neurons"])
     assert meta["model_id"] == m["model_id"] and meta["n_relevant"] == 2
@@ -198,6 +198,17 @@ def test_cli_neurons_writes_report_and_errors_in_one_line(tiny_root, beir, tmp_p
                                 "--keep", "best"])  # refused before the model loads
     assert early.exit_code == 2
     assert early.stderr.strip() == "error: unknown keep 'best'; use ordered, classified, all"
+    for option, message in ((["--rule", "simpson"], "error: unknown rule 'simpson'; use "
+                             "riemann_right, riemann_left, riemann_trapezoid"),
+                            (["--steps", "1"], "error: n_steps must be an integer >= 2 "
+                             "(points on the path), got 1"),
+                            (["--baseline", "unk"], "error: unknown baseline 'unk'; use pad, "
+                             "mask, zero, text:<words>"),
+                            (["--memory-budget", "lots"], "error: memory budget 'lots' not "
+                             "understood; write e.g. 1GB or 512MB")):
+        early = runner.invoke(app, ["neurons", "--model", "/no/such/model", "--data",
+                                    str(beir), *option])
+        assert early.exit_code == 2 and early.stderr.strip() == message
 
 
 def test_a_failure_inside_a_hooked_forward_leaves_no_hook_behind(tiny_root, beir, tmp_path):

@@ -32,6 +32,7 @@ import torch
 from irlens.errors import IrlensError
 from irlens.hooks import hook_points, intervene
 from irlens.models import BiEncoder
+from irlens.paths import frozen, parse_memory, quadrature
 
 __all__ = ["KEYS", "PASSES", "RULES", "SUBLAYERS", "TARGETS", "KnowledgeNeurons", "nodes",
            "scaled_activation_pass"]
@@ -44,29 +45,13 @@ PASSES = ("auto", "one", "per-layer")
 
 
 def nodes(n_steps: int, rule: str = "riemann_right") -> tuple[np.ndarray, np.ndarray]:
-    """Points alpha in (0, 1] and weights: Dai et al.'s right Riemann sum (alpha = k/m)
-    or Gauss-Legendre (exact for polynomials of degree 2m-1)."""
+    """Points alpha in (0, 1] and weights (:func:`irlens.paths.quadrature`): Dai et al.'s
+    right Riemann sum (alpha = k/m) or Gauss-Legendre (exact for polynomials of degree
+    2m-1)."""
     if rule not in RULES:
         raise IrlensError(f"unknown rule '{rule}'; use {', '.join(RULES)}")
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise IrlensError(f"n_steps must be an integer >= 1, got {n_steps}")
-    if rule == "gausslegendre":
-        x, w = np.polynomial.legendre.leggauss(n_steps)
-        return 0.5 * (x + 1.0), 0.5 * w
-    return np.arange(1, n_steps + 1) / n_steps, np.full(n_steps, 1.0 / n_steps)
-
-
-@contextmanager
-def _frozen(model: torch.nn.Module):
-    """Parameters without gradients for the pass; their flags restored on every exit."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    alphas, weights = quadrature(n_steps, rule)
+    return alphas.numpy(), weights.numpy()
 
 
 def scaled_activation_pass(model: BiEncoder, batch, side: str,
@@ -99,7 +84,7 @@ def scaled_activation_pass(model: BiEncoder, batch, side: str,
     if not names:  # only unscaled rows
         with torch.no_grad():
             return target(model.forward_embeds(batch)).detach(), {}
-    with _frozen(model), torch.enable_grad():
+    with frozen(model), torch.enable_grad():
         with intervene(model, {n: make(n) for n in names}, side=side,
                        label="knowledge-neuron scaling"):
             pooled = model.forward_embeds(batch)
@@ -133,8 +118,8 @@ class KnowledgeNeurons:
         target: ``relevance`` (similarity with the example's relevant partner vector,
             the default) or ``norm`` (L2 norm of the un-normalised pooled embedding, the
             reproduction's).
-        max_rows: rows (example x sublayer x layer x step) per forward; ``None`` sizes
-            chunks from ``memory_gb``.
+        memory_budget: activation memory per forward+backward chunk (``"2GB"``, or bytes);
+            chunks hold as many rows (example x sublayer x layer x step) as fit.
         passes: ``one`` (every layer's rows in the same forward/backward), ``per-layer``
             (one pass per layer, examples and steps still batched: the backward then stops
             at that layer instead of running every row down to layer 0, about 1.4x less
@@ -144,21 +129,20 @@ class KnowledgeNeurons:
 
     def __init__(self, model: BiEncoder, *, n_steps: int = 20, rule: str = "riemann_right",
                  keys: str = "post", sublayers: Sequence[str] = SUBLAYERS,
-                 target: str = "relevance", max_rows: int | None = None,
-                 memory_gb: float = 2.0, passes: str = "auto"):
+                 target: str = "relevance", memory_budget: str | int = "2GB",
+                 passes: str = "auto"):
         if not isinstance(model, BiEncoder):
             raise IrlensError(f"knowledge-neuron attribution reads one tower at a time and "
                               f"needs a bi-encoder, got {type(model).__name__}")
         check_options(n_steps=n_steps, rule=rule, keys=keys, sublayers=sublayers,
                       target=target)
-        if max_rows is not None and max_rows < 1:
-            raise IrlensError(f"max_rows must be >= 1, got {max_rows}")
+        self.budget = parse_memory(memory_budget)
         self.model = model
         self.n_steps, self.rule, self.keys = n_steps, rule, keys
         self.sublayers, self.target = tuple(sublayers), target
         if passes not in PASSES:
             raise IrlensError(f"unknown passes '{passes}'; use {', '.join(PASSES)}")
-        self.max_rows, self.memory_gb = max_rows, memory_gb
+        self.memory_budget = memory_budget
         if passes == "auto":  # see the class docstring
             passes = "per-layer" if model.device.type == "cpu" else "one"
         self.passes = passes
@@ -172,14 +156,12 @@ class KnowledgeNeurons:
         return [(s, i, f"layer.{i}.{kind[s]}") for s in self.sublayers for i in range(n_layers)]
 
     def _rows_per_chunk(self, n_tokens: int, side: str) -> int:
-        if self.max_rows is not None:
-            return self.max_rows
         points = hook_points(self.model, side)
         n_layers = sum(p.kind == "resid" for p in points.values())
         hidden, ffn = points["embeddings"].units, points["layer.0.ffn.post"].units
         heads = points["layer.0.attn.probs"].units
         per_row = 4 * n_tokens * n_layers * (3 * ffn + 14 * hidden + 3 * heads * n_tokens)
-        return max(1, int(self.memory_gb * 2**30 // per_row))
+        return max(1, int(self.budget // per_row))
 
     def attribute(self, texts: Sequence[str], side: str,
                   partners: torch.Tensor | None = None, *, progress: bool = False,

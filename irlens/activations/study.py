@@ -23,6 +23,7 @@ from irlens.activations.attribution import SUBLAYERS, KnowledgeNeurons, check_op
 from irlens.activations.counts import active_mask, layer_stats
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.errors import IrlensError
+from irlens.paths import parse_memory
 from irlens.probing._encoders import check_specs, load_encoder
 
 __all__ = ["ActivationConfig", "ActivationCounts", "KnowledgeScores", "attribute_examples",
@@ -49,7 +50,7 @@ class ActivationConfig:
     min_share: float = 0.01
     max_length: int | None = 128
     shard_size: int = 20
-    memory_gb: float = 2.0
+    memory_budget: str = "2GB"  # activation memory per chunk; changes speed only
 
     def check(self) -> None:
         check_options(n_steps=self.n_steps, rule=self.rule, keys=self.keys,
@@ -62,6 +63,7 @@ class ActivationConfig:
             raise IrlensError(f"n_examples must be an integer >= 2, got {self.n_examples}")
         if self.shard_size < 1:
             raise IrlensError(f"shard_size must be >= 1, got {self.shard_size}")
+        parse_memory(self.memory_budget)
         if not 0 < self.threshold < 1 or not 0 < self.min_share < 1:
             raise IrlensError("threshold and min_share must be between 0 and 1")
 
@@ -136,7 +138,7 @@ def _shard_job(model, dataset, pairs, side: str, config: ActivationConfig):
     def run() -> KnowledgeScores:
         kn = KnowledgeNeurons(model, n_steps=config.n_steps, rule=config.rule,
                               keys=config.keys, sublayers=config.sublayers,
-                              target=config.target, memory_gb=config.memory_gb)
+                              target=config.target, memory_budget=config.memory_budget)
         queries = [dataset.queries[q] for q, _ in pairs]
         docs = dataset.doc_texts([d for _, d in pairs])
         texts, other = (queries, docs) if side == "query" else (docs, queries)
@@ -195,7 +197,8 @@ def run_activations(models: Sequence[str], data: str | Path, out: str | Path,
     dataset = load_dataset(data, split=config.split)
     pairs = examples_for(dataset, config.n_examples, config.seed, config.min_relevance)
     loaded = [load_encoder(s, device=device, max_length=config.max_length) for s in specs]
-    study_config = {**dataclasses.asdict(config),
+    study_config = {**{k: v for k, v in dataclasses.asdict(config).items()
+                       if k != "memory_budget"},  # speed only: a resume may change it
                     "models": [[m.model_id, m.fingerprint] for m in loaded]}
     store = Store(out, make_manifest("activation-study", study_config, data=dataset))
     shards = [pairs[i:i + config.shard_size] for i in range(0, len(pairs), config.shard_size)]

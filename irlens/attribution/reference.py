@@ -15,9 +15,9 @@ import random
 import torch
 from scipy.stats import percentileofscore
 
-from irlens.attribution._inputs import cut_text
 from irlens.errors import IrlensError
 from irlens.models import BiEncoder, CrossEncoder, Retriever
+from irlens.paths import cut_text
 
 __all__ = ["candidate_scores", "corpus_sample", "score_percentile"]
 

@@ -29,16 +29,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from irlens._path import quadrature
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.attribution._base import CompletenessWarning
-from irlens.attribution._inputs import TARGETS, cut_text
-from irlens.attribution.baselines import Baseline
 from irlens.attribution.faithfulness import measure_faithfulness
-from irlens.attribution.methods import METHOD_NAMES, make_method
+from irlens.attribution.methods import check_method, make_method
 from irlens.data import Dataset, sample_pairs
 from irlens.errors import IrlensError
 from irlens.models import BiEncoder, CrossEncoder, Retriever
+from irlens.paths import cut_text
 
 __all__ = ["DEFAULT_METHODS", "METRICS", "FaithfulnessPair", "FaithfulnessTable",
            "check_study_options", "faithfulness_study", "method_agreement"]
@@ -136,28 +134,17 @@ class FaithfulnessTable(Artifact):
                 "records": self.records}
 
 
-def check_study_options(n_pairs: int, methods: list[str], *, n_steps: int,
-                        integration: str, target: str, top_k: float,
-                        n_candidates: int) -> None:
+def check_study_options(n_pairs: int, methods: list[str], *, n_steps: int, rule: str,
+                        target: str, top_k: float, n_candidates: int,
+                        memory_budget: str | int | None = "1GB") -> None:
     """Refuse bad options before any model or data is loaded (one line each)."""
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
         raise IrlensError(f"pairs must be an integer >= 1, got {n_pairs}")
     if not methods:
         raise IrlensError("no methods given; use e.g. ig-mask,sig-mask,random")
     for name in methods:
-        base, _, suffix = name.partition("-")
-        if base not in METHOD_NAMES:
-            raise IrlensError(f"unknown attribution method '{name}'; use "
-                              f"{', '.join(METHOD_NAMES)} (ig, sig and occlusion take a "
-                              "baseline suffix, e.g. ig-pad, sig-mask)")
-        if suffix:
-            if base in ("gxi", "random"):
-                raise IrlensError(f"'{base}' takes no baseline; drop '-{suffix}'")
-            Baseline.parse(suffix)
-    if any(m.partition("-")[0] in ("ig", "sig") for m in methods):
-        quadrature(n_steps, integration)
-    if target not in TARGETS:
-        raise IrlensError(f"unknown target '{target}'; use {', '.join(TARGETS)}")
+        check_method(name, n_steps=n_steps, rule=rule, target=target,
+                     memory_budget=memory_budget)
     if not 0 < top_k <= 1:
         raise IrlensError(f"top_k is a fraction of tokens in (0, 1], got {top_k}")
     if n_candidates < 0:
@@ -206,7 +193,7 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
                        methods: tuple[str, ...] | list[str] = DEFAULT_METHODS, *,
-                       n_steps: int = 10, integration: str = "gausslegendre",
+                       n_steps: int = 10, rule: str = "gausslegendre",
                        target: str = "doc", max_doc_tokens: int | None = 128,
                        top_k: float = 0.2, n_candidates: int = 50, scale: float = 20.0,
                        replace_with: str = "mask", seed: int = 0, min_relevance: int = 1,
@@ -221,18 +208,18 @@ def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
     from tqdm.auto import tqdm
 
     methods = list(methods)
-    check_study_options(n_pairs, methods, n_steps=n_steps, integration=integration,
-                        target=target, top_k=top_k, n_candidates=n_candidates)
+    check_study_options(n_pairs, methods, n_steps=n_steps, rule=rule, target=target,
+                        top_k=top_k, n_candidates=n_candidates, memory_budget=memory_budget)
 
     def explainer(name: str, pair_seed: int = seed):
-        return make_method(name, model, n_steps=n_steps, method=integration, seed=pair_seed,
+        return make_method(name, model, n_steps=n_steps, rule=rule, seed=pair_seed,
                            target=target, max_doc_tokens=max_doc_tokens,
-                           **({} if name == "random" else {"memory_budget": memory_budget}))
+                           memory_budget=memory_budget)
 
     explainers = {name: explainer(name) for name in methods}
     output = next(iter(explainers.values())).output
     config = {"n_pairs": n_pairs, "methods": methods, "n_steps": n_steps,
-              "integration": integration, "target": target, "max_doc_tokens": max_doc_tokens,
+              "rule": rule, "target": target, "max_doc_tokens": max_doc_tokens,
               "top_k": top_k, "n_candidates": n_candidates, "scale": scale,
               "replace_with": replace_with, "seed": seed, "min_relevance": min_relevance,
               "output": output, "candidates": "bm25", "split": dataset.split}

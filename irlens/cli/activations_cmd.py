@@ -34,7 +34,8 @@ def activations_command(
     seed: int = typer.Option(0, help="Sampling seed."),
     max_length: int = typer.Option(128, help="Token limit of queries and passages."),
     shard_size: int = typer.Option(20, help="Examples per saved (resumable) job."),
-    memory_gb: float = typer.Option(2.0, help="Memory per forward/backward chunk."),
+    memory_budget: str = typer.Option("2GB", help="Activation memory per forward+backward "
+                                      "chunk."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
     json_out: bool = typer.Option(False, "--json", help="Print the counts table as JSON."),
 ) -> None:
@@ -50,7 +51,7 @@ def activations_command(
                               sublayers=names(sublayers, "--sublayers"),
                               sides=names(sides, "--sides"), target=target,
                               threshold=threshold, max_length=max_length,
-                              shard_size=shard_size, memory_gb=memory_gb)
+                              shard_size=shard_size, memory_budget=memory_budget)
     counts = run_activations(model, data, out, config, device=device, progress=True)
     typer.echo(f"wrote {out / 'activations.html'} and {out / 'counts'}", err=True)
     if json_out:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -43,14 +41,14 @@ def read_text(value: str, what: str) -> str:
     return value
 
 
-def check_explain_options(method: str, baseline: str | None, steps: int, integration: str,
-                          target: str | None, max_doc_tokens: int | None) -> None:
+def check_explain_options(method: str, baseline: str | None, steps: int, rule: str,
+                          target: str | None, max_doc_tokens: int | None,
+                          memory_budget: str) -> None:
     """Refuse bad options before the model loads (one line each)."""
-    from irlens.attribution.study import check_study_options
+    from irlens.attribution.methods import check_method
 
-    name = method if baseline is None or "-" in method else f"{method}-{baseline}"
-    check_study_options(1, [name], n_steps=steps, integration=integration,
-                        target=target or "doc", top_k=0.2, n_candidates=0)
+    check_method(method, n_steps=steps, rule=rule, baseline=baseline, target=target or "doc",
+                 memory_budget=memory_budget)
     if max_doc_tokens is not None and max_doc_tokens < 1:
         raise IrlensError(f"max-doc-tokens must be >= 1, got {max_doc_tokens}")
 
@@ -67,39 +65,17 @@ def expected_passes(model, method: str, query: str, doc: str, target: str, steps
                     max_doc_tokens: int | None) -> int:
     """Forward+backward rows a path method runs for one pair: n_steps for IG, explained
     tokens x n_steps for SIG; one forward per explained token for occlusion."""
-    from irlens.attribution._inputs import cut_text
+    from irlens.attribution.methods import parse_spec
+    from irlens.paths import cut_text
 
     if max_doc_tokens:
         doc = cut_text(model.tokenizer, doc, max_doc_tokens)
     n = {side: len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
          for side, text in (("query", query), ("doc", doc))}
     tokens = n["doc"] if target == "doc" else n["query"] if target == "query" else sum(n.values())
-    base = method.partition("-")[0]
+    base, params = parse_spec(method)
+    steps = params.get("n_steps", steps)
     return {"ig": steps, "sig": tokens * steps, "occlusion": tokens, "gxi": 1}.get(base, 0)
-
-
-@contextmanager
-def rows_progress(model, total: int, desc: str) -> Iterator[None]:
-    """A progress bar on stderr counting the rows that pass the first encoder layer (the
-    path points of a SIG/IG pair); the hook is removed on every exit."""
-    from tqdm.auto import tqdm
-
-    from irlens.hooks import hook_points
-
-    side = None if "shared" in model.encoders() else "doc"
-    module = hook_points(model, side)["layer.0.resid"].module
-    bar = tqdm(total=total, desc=desc, unit="row", file=sys.stderr, leave=False)
-
-    def count(_module, _inputs, output) -> None:
-        hidden = output[0] if isinstance(output, tuple) else output
-        bar.update(min(int(hidden.shape[0]), max(total - bar.n, 0)))
-
-    handle = module.register_forward_hook(count)
-    try:
-        yield
-    finally:
-        handle.remove()
-        bar.close()
 
 
 def _gap_text(result) -> str:
@@ -116,14 +92,15 @@ def explain_command(
     model: str = typer.Option("default", "--model", "-m",
                               help="'default', a model folder or a Hugging Face id."),
     method: str = typer.Option("ig", help="ig, sig, occlusion, gxi or random (ig-pad, "
-                               "sig-mask... set the baseline). sig costs tokens x steps "
+                               "sig-mask... set the baseline), or a spec such as "
+                               "'ig(baseline=pad, n_steps=20)'. sig costs tokens x steps "
                                "forward+backward passes; occlusion-mask is its exact limit "
                                "and about 20x cheaper."),
     baseline: str = typer.Option(None, help="pad, mask, zero or text:<words> [default: "
                                  "mask]."),
     steps: int = typer.Option(50, "--steps", "--n-steps", help="Quadrature points per path."),
-    integration: str = typer.Option("gausslegendre", help="gausslegendre or riemann_left|"
-                                    "right|middle|trapezoid."),
+    rule: str = typer.Option("gausslegendre", help="Quadrature: gausslegendre or riemann_left|"
+                             "right|middle|trapezoid."),
     target: str = typer.Option(None, help="Tokens to explain: query, doc or both [default: "
                                "doc for bi-encoders (the query stays fixed), both for "
                                "cross-encoders]."),
@@ -150,7 +127,7 @@ def explain_command(
     from irlens.attribution.html import save_html
     from irlens.models import load_model
 
-    check_explain_options(method, baseline, steps, integration, target, max_doc_tokens)
+    check_explain_options(method, baseline, steps, rule, target, max_doc_tokens, memory_budget)
     if query == "-" and doc == "-":
         raise IrlensError("only one of QUERY and DOC can come from standard input")
     query, doc = read_text(query, "query"), read_text(doc, "document")
@@ -164,18 +141,15 @@ def explain_command(
         dataset = load_dataset(corpus)
     retriever = load_model(model, device=device.value)
     target = default_target(retriever, target)
-    explainer = make_method(method, retriever, n_steps=steps, method=integration,
-                            baseline=baseline, target=target,
-                            output=None if score is None else score.value,
-                            max_doc_tokens=max_doc_tokens,
-                            **({} if method == "random" else {"memory_budget": memory_budget}))
+    explainer = make_method(method, retriever, n_steps=steps, rule=rule, baseline=baseline,
+                            target=target, output=None if score is None else score.value,
+                            max_doc_tokens=max_doc_tokens, memory_budget=memory_budget)
     passes = expected_passes(retriever, method, query, doc, target, steps, max_doc_tokens)
     if passes > 1:
         kind = "forward passes" if method.startswith("occlusion") else \
             "forward+backward passes"
         typer.echo(f"{method}: about {passes} {kind} (rows) for this pair", err=True)
-    with rows_progress(retriever, passes, method):
-        [result] = explainer.attribute([query], [doc])
+    [result] = explainer.attribute([query], [doc], progress=passes > 1)
     percentile = None
     if dataset is not None:
         from irlens.attribution import reference
@@ -230,7 +204,7 @@ def faithfulness_command(
                                 help="Comma-separated methods (occlusion-mask is "
                                 "SIG-mask's exact limit, far cheaper)."),
     n_steps: int = typer.Option(10, "--n-steps", "--steps", help="Quadrature points per path."),
-    integration: str = typer.Option("gausslegendre", help="Quadrature rule."),
+    rule: str = typer.Option("gausslegendre", help="Quadrature rule."),
     target: str = typer.Option("doc", help="Tokens to explain: doc, query or both."),
     max_doc_tokens: int = typer.Option(128, help="Cut documents to N word pieces."),
     top_k: float = typer.Option(0.2, help="Share of explained tokens removed or kept."),
@@ -257,15 +231,15 @@ def faithfulness_command(
     from irlens.models import load_model
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    check_study_options(pairs, names, n_steps=n_steps, integration=integration,
-                        target=target, top_k=top_k, n_candidates=candidates)
+    check_study_options(pairs, names, n_steps=n_steps, rule=rule, target=target, top_k=top_k,
+                        n_candidates=candidates, memory_budget=memory_budget)
     check_ray(ray)
     dataset = load_dataset(data, split)
     out = out or Path("results") / f"faithfulness-{dataset.name.replace('/', '_')}"
     retriever = load_model(model, device=device.value)
     with ray_jobs(ray, model, workers, device=device.value):  # pairs on Ray workers
         table = faithfulness_study(
-            retriever, dataset, pairs, names, n_steps=n_steps, integration=integration,
+            retriever, dataset, pairs, names, n_steps=n_steps, rule=rule,
             target=target, max_doc_tokens=max_doc_tokens, top_k=top_k,
             n_candidates=candidates, scale=scale, seed=seed, min_relevance=min_relevance,
             memory_budget=memory_budget, out_dir=out, progress=True)

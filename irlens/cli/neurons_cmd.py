@@ -47,21 +47,21 @@ def neurons_command(
                              "(cross-encoders: p>0.5 and p<0.5, the paper's) or all."),
     shard_size: int = typer.Option(10, help="Triplets per saved shard."),
     max_length: int = typer.Option(None, help="Token limit of attributed inputs."),
-    steps: int = typer.Option(20, help="Path steps."),
+    steps: int = typer.Option(21, help="Points on each path (gradient evaluations)."),
     ffn: str = typer.Option("post", help="FFN units after (post) or before (pre) activation."),
     attention: bool = typer.Option(True, help="Also attribute attention heads."),
     output: str = typer.Option(None, help="prob or logit (cross-encoders); similarity (bi)."),
     target: str = typer.Option(None, help="Segments that move: both, query, doc [default: "
                                "both for cross-encoders, doc for bi-encoders]."),
     baseline: str = typer.Option("pad", help="pad, mask or zero."),
-    rule: str = typer.Option("right", help="right (paper), left (Captum) or trapezoid."),
+    rule: str = typer.Option("riemann_right", help="riemann_right (paper), riemann_left "
+                             "(Captum) or riemann_trapezoid."),
     p: float = typer.Option(1.0, help="Top p% of units for selections and overlaps."),
     kind: str = typer.Option("ffn", help="Units to select: ffn or attn (heads)."),
     score: str = typer.Option("relevant", help="relevant, contrast or nonrelevant."),
     segment: str = typer.Option("all", help="Aggregate to select on: all or a segment."),
     device: Device = typer.Option(Device.auto, help="Where the model runs."),
-    memory_gb: float = typer.Option(None, help="Memory per NIG chunk [default: 60% of free "
-                                    "GPU memory, 4 GB on CPU]."),
+    memory_budget: str = typer.Option("1GB", help="Activation memory per NIG chunk."),
     ray: str = ray_option(),
     workers: int = workers_option(),
 ) -> None:
@@ -71,6 +71,7 @@ def neurons_command(
     --min-relevance 2 --ood ../shared/data/scifact --triplets 50
     """
     from irlens.models import load_model
+    from irlens.neurons.nig import check_nig_options
     from irlens.neurons.report import render_report
     from irlens.neurons.selection import check_options
     from irlens.neurons.study import KEEP, StudyConfig, run_neurons
@@ -78,14 +79,16 @@ def neurons_command(
     check_options(p, score, "global", kind)  # before the model loads
     if keep not in KEEP:
         raise IrlensError(f"unknown keep '{keep}'; use {', '.join(KEEP)}")
-    if triplets < 1 or shard_size < 1 or steps < 1:
-        raise IrlensError("triplets, shard-size and steps must be >= 1")
+    if triplets < 1 or shard_size < 1:
+        raise IrlensError("triplets and shard-size must be >= 1")
+    check_nig_options(n_steps=steps, ffn=ffn, target=target, baseline=baseline, rule=rule,
+                      memory_budget=memory_budget)
 
     config = StudyConfig(n_triplets=triplets, seed=seed, split=split,
                          min_relevance=min_relevance, keep=keep, shard_size=shard_size,
                          max_length=max_length, n_steps=steps, ffn=ffn, attention=attention,
                          output=output, target=target, baseline=baseline, rule=rule,
-                         memory_gb=memory_gb)
+                         memory_budget=memory_budget)
     check_ray(ray)
     retriever = load_model(model, device=device.value)
     with ray_jobs(ray, model, workers, device=device.value):  # NIG shards on Ray workers

@@ -47,7 +47,7 @@ class FaithfulnessSection(Section):
         options.pop("seed")
         options.pop("max_doc_tokens")
         try:
-            check_study_options(integration="gausslegendre", **options)
+            check_study_options(rule="gausslegendre", **options)
         except IrlensError as err:
             bad = next((("methods", i) for i, m in enumerate(params["methods"])
                         if f"'{m}'" in str(err) or f"'{m.partition('-')[0]}'" in str(err)),

@@ -33,7 +33,7 @@ class NeuronsSection(Section):
     fields = {
         "triplets": Field("int", 30, "(query, relevant, BM25 negative) triplets", minimum=1),
         "shard_size": Field("int", 5, "triplets per job", minimum=1),
-        "n_steps": Field("int", 20, "NIG path steps", minimum=1),
+        "n_steps": Field("int", 21, "points on the NIG path (21 = 20 intervals)", minimum=2),
         "keep": Field("str", "ordered", "triplets kept: ordered (relevant scored higher), "
                       "classified (cross-encoders: p > 0.5 > p') or all",
                       choices=("ordered", "classified", "all")),
@@ -65,7 +65,7 @@ class NeuronsSection(Section):
         shards = [make_job(self.name, dataset, f"shard{n:04d}",
                            {**nig, "rows": [(r["qid"], r["pos_id"], r["neg_id"])
                                             for r in kept[start:start + size]]},
-                           work=2 * (params["n_steps"] + 1) * len(kept[start:start + size]),
+                           work=2 * params["n_steps"] * len(kept[start:start + size]),
                            payload={"rows": kept[start:start + size]})
                   for n, start in enumerate(range(0, len(kept), size))]
         yield shards
@@ -76,7 +76,7 @@ class NeuronsSection(Section):
         if any(j.part.startswith("shard") for j in planned):
             return 1, 0.0  # the scores job
         shards = -(-params["triplets"] // params["shard_size"])
-        return shards + 1, 2 * (params["n_steps"] + 1) * params["triplets"]
+        return shards + 1, 2 * params["n_steps"] * params["triplets"]
 
     def run(self, ctx: Context, job: Job) -> StudyResult:
         from irlens.errors import IrlensError
