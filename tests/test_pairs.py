@@ -127,7 +127,7 @@ def test_default_model_real_pair_is_complete(default_model, data_dir):
     ds = load_dataset(data_dir / "scifact")
     qid = ds.query_ids[0]
     doc_id = next(iter(ds.relevant(qid)))
-    [r] = IntegratedJacobians(default_model, n_steps=32, max_doc_tokens=32).attribute(
+    [r] = IntegratedJacobians(default_model, n_steps=16, max_doc_tokens=32).attribute(
         ds.queries[qid], ds.corpus[doc_id].contents)
     assert r.relative_gap < 0.01
     assert r.matrix.shape[1] <= 32 + 2

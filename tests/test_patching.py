@@ -1,0 +1,125 @@
+"""Activation patching: exactness at the extremes, alignment, axioms, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from irlens.errors import IrlensError
+from irlens.hooks import capture, hook_points
+from irlens.models import CrossEncoder
+from irlens.patching import align, patch_pair, perturb, text_pair
+from irlens.patching.patch import Runner, run_rows
+from tests.tiny import tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+Q = "what do cats eat"
+CLEAN, CORRUPT = "cats eat mice and fish", "cats eat grain and fish"  # same piece count
+
+
+@pytest.fixture(scope="module", params=["cross", "bi"])
+def model(request, tiny_root):
+    kwargs = {"pooling": "mean", "similarity": "dot"} if request.param == "bi" else {}
+    # float64: the random tiny models' score differences are small (1e-6)
+    return tiny_model(tiny_root, kind=request.param, **kwargs).double()
+
+
+def _runners(model, pert):
+    return (Runner(model, pert.clean_query, pert.clean_doc, pert.side),
+            Runner(model, pert.corrupt_query, pert.corrupt_doc, pert.side))
+
+
+def test_patching_a_whole_layer_restores_clean_and_nothing_keeps_corrupted(model):
+    pert = text_pair(Q, CLEAN, CORRUPT)
+    clean, corrupt = _runners(model, pert)
+    assert len(clean.ids) == len(corrupt.ids)
+    s_clean, s_corrupt = clean.score()[0], corrupt.score()[0]
+    delta = abs(float(s_clean - s_corrupt))
+    assert delta > 1e-8
+    source = clean.cache()
+    partner = align(corrupt.ids, clean.ids)
+    every = list(range(len(corrupt.ids)))
+    rows = [[]] + [[(name, None, every)] for name in corrupt.names("resid")]
+    scores = run_rows(corrupt, source, partner, rows, max_rows=2)  # chunked on purpose
+    assert float(scores[0]) == pytest.approx(float(s_corrupt), abs=1e-4 * delta)
+    for s in scores[1:]:
+        assert float(s) == pytest.approx(float(s_clean), abs=1e-4 * delta)
+
+
+def test_patch_pair_effects_and_directions(model):
+    pert = text_pair(Q, CLEAN, CORRUPT)
+    res = patch_pair(model, pert)
+    n_layers = sum(p.kind == "resid" for p in hook_points(model, "doc").values())
+    for d in ("denoise", "noise"):
+        assert res.resid[d].shape[0] == n_layers and res.heads[d].shape == (n_layers, 4)
+    last = res.resid["denoise"][-1]
+    if isinstance(model, CrossEncoder):  # the head reads only [CLS] of the last layer
+        assert float(last[0]) == pytest.approx(1.0, abs=1e-6)
+        torch.testing.assert_close(last[1:], torch.zeros(len(last) - 1, dtype=last.dtype),
+                                   atol=1e-6, rtol=0)
+    else:  # mean pooling and a dot product are linear in each last-layer position
+        assert float(last.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_alignment_gives_inserted_tokens_no_partner():
+    assert align([1, 5, 6, 2], [1, 5, 6, 7, 8, 2]) == [0, 1, 2, 5]
+    assert align([1, 5, 6, 7, 8, 2], [1, 5, 6, 2]) == [0, 1, 2, -1, -1, 3]
+
+
+def test_unrelated_inputs_are_refused_in_one_line(model):
+    pert = text_pair(Q, "salmon swim upstream to spawn in cold rivers every year",
+                     "the stock market fell sharply on monday")
+    with pytest.raises(IrlensError, match="share only") as err:
+        patch_pair(model, pert)
+    assert "\n" not in str(err.value)
+
+
+def test_tfc1_inserted_term_is_patched_nowhere(model):
+    df, n = {"cats": 2, "eat": 5}, 10
+    pert = perturb("tfc1", Q, "cats hunt mice", df, n)
+    assert pert.clean_doc == "cats hunt mice cats" and pert.corrupt_doc == "cats hunt mice"
+    res = patch_pair(model, pert, kinds=("resid",))
+    noise = res.resid["noise"]  # target = clean: the appended "cats" has no partner
+    assert torch.isnan(noise[:, -2]).all() and not torch.isnan(noise[:, :-2]).any()
+    assert "term" in res.roles["denoise"]
+
+
+def test_axioms_and_skips():
+    df, n = {"cats": 2, "eat": 50, "mice": 3}, 100
+    tdc = perturb("tdc", Q, "cats eat mice", df, n)
+    assert tdc.clean_doc == "cats eat mice" and tdc.corrupt_doc == "eat eat mice"
+    assert perturb("tdc", Q, "dogs bark loudly", df, n) == "no query term in the document"
+    removal = perturb("removal", Q, "cats eat mice", df, n)
+    assert removal.side == "query" and removal.corrupt_query == "what do eat"
+    lnc1 = perturb("lnc1", Q, "cats eat mice", df, n, filler="stocks fell")
+    assert lnc1.corrupt_doc == "cats eat mice stocks fell"
+    with pytest.raises(IrlensError, match="unknown axiom"):
+        perturb("tfc9", Q, "x", df, n)
+
+
+def test_hooks_are_removed_after_an_error_inside_a_patch(model):
+    pert = text_pair(Q, CLEAN, CORRUPT)
+    clean, corrupt = _runners(model, pert)
+    before = corrupt.score()
+    bad_partner = [10_000] * len(corrupt.ids)  # indexes outside the source: fails mid-run
+    with pytest.raises(IndexError):
+        run_rows(corrupt, clean.cache(), bad_partner, [[(corrupt.names("ffn")[0], None, [1])]])
+    assert torch.equal(corrupt.score(), before)
+    assert not model.active_edits
+
+
+def test_head_outputs_equal_probabilities_times_values(tiny_root):
+    model = tiny_model(tiny_root, kind="cross")
+    batch = model.tokenize([Q], [CLEAN])
+    with capture(model, ["embeddings", "layer.0.attn.probs", "layer.0.attn.heads"]) as c:
+        model.forward_embeds(batch)
+    layer = model.model.base_model.encoder.layer[0].attention.self
+    v = layer.value(c["embeddings"]).view(1, -1, 4, 8).transpose(1, 2)
+    want = (c["layer.0.attn.probs"] @ v).transpose(1, 2).reshape(1, -1, 32)
+    torch.testing.assert_close(c["layer.0.attn.heads"], want, atol=1e-6, rtol=0)
+
+
+def test_equal_length_substitutions_are_partnered():
+    assert align([1, 5, 6, 7, 2], [1, 5, 9, 7, 2]) == [0, 1, 2, 3, 4]
+    assert align([1, 5, 6, 7, 2], [1, 5, 9, 9, 7, 2]) == [0, 1, -1, 4, 5]
