@@ -137,3 +137,53 @@ def test_forward_and_backward_modes_agree(bi_cos):
     [fwd] = IntegratedJacobians(bi_cos, n_steps=3, mode="jvp").attribute(QUERY, DOC)
     [bwd] = IntegratedJacobians(bi_cos, n_steps=3, mode="vjp").attribute(QUERY, DOC)
     np.testing.assert_allclose(fwd.matrix, bwd.matrix, atol=1e-6)
+
+
+def test_explain_pairs_page_in_headless_chromium(tiny_root, tmp_path):
+    from playwright.sync_api import sync_playwright
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+    from tests.tiny import tiny_model_dir
+
+    folder = tiny_model_dir(tiny_root)
+    page_path, json_path = tmp_path / "pairs.html", tmp_path / "pairs.json"
+    doc = DOC + " <b>bold</b>"
+    res = CliRunner().invoke(app, ["explain", QUERY, doc, "--pairs", "--model", str(folder),
+                                   "--device", "cpu", "--steps", "6", "--html",
+                                   str(page_path), "--json", str(json_path)])
+    assert res.exit_code == 0, res.output
+    assert " x " in res.stdout
+    errors = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_path.as_uri())
+        rows = page.locator("table.m tbody tr").count()
+        cells = page.locator("td.cell").count()
+        titles = page.locator("td.cell").first.get_attribute("title")
+        colours = {page.locator("td.cell").nth(k).evaluate(
+            "e => getComputedStyle(e).backgroundColor") for k in range(cells)}
+        loaded = page.locator("img").evaluate("i => i.complete && i.naturalWidth > 0")
+        bold_tags = page.locator("section b").all_inner_texts()
+        browser.close()
+    assert not errors
+    payload = __import__("json").loads(json_path.read_text())
+    assert payload["query_words"] == QUERY.split() and "<" in payload["doc_words"]
+    assert rows == len(QUERY.split()) and cells == rows * len(payload["doc_words"])
+    assert " x " in titles and loaded and len(colours) > 3
+    assert "bold" not in bold_tags  # the document's markup is shown as text, not rendered
+
+
+def test_explain_pairs_refuses_a_cross_encoder_in_one_line(tiny_root):
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+    from tests.tiny import tiny_model_dir
+
+    folder = tiny_model_dir(tiny_root, kind="cross")
+    res = CliRunner().invoke(app, ["explain", QUERY, DOC, "--pairs", "--model", str(folder)])
+    assert res.exit_code == 2
+    assert "bi-encoder method" in res.stderr and res.stderr.count("\n") == 1

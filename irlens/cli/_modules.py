@@ -5,4 +5,5 @@ from irlens.cli import (
     explain_cmd,  # noqa: F401
     hooks_cmd,  # noqa: F401
     neurons_cmd,  # noqa: F401
+    patch_cmd,  # noqa: F401
 )
