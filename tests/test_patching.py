@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -60,6 +63,18 @@ def test_patch_pair_effects_and_directions(model):
                                    atol=1e-6, rtol=0)
     else:  # mean pooling and a dot product are linear in each last-layer position
         assert float(last.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_role_patching_equals_patching_each_role_by_hand(model):
+    pert = text_pair(Q, CLEAN, CORRUPT)
+    res = patch_pair(model, pert, kinds=("resid",), directions=("denoise",), resid="roles")
+    clean, corrupt = _runners(model, pert)
+    roles = res.roles["denoise"]
+    doc = [p for p, r in enumerate(roles) if r == "doc"]
+    name = corrupt.names("resid")[0]
+    s = run_rows(corrupt, clean.cache(), align(corrupt.ids, clean.ids), [[(name, None, doc)]])
+    want = (s[0] - res.corrupted) / (res.clean - res.corrupted)
+    assert float(res.resid["denoise"][0, 3]) == pytest.approx(float(want), abs=1e-6)
 
 
 def test_alignment_gives_inserted_tokens_no_partner():
@@ -123,3 +138,57 @@ def test_head_outputs_equal_probabilities_times_values(tiny_root):
 def test_equal_length_substitutions_are_partnered():
     assert align([1, 5, 6, 7, 2], [1, 5, 9, 7, 2]) == [0, 1, 2, 3, 4]
     assert align([1, 5, 6, 7, 2], [1, 5, 9, 9, 7, 2]) == [0, 1, -1, 4, 5]
+
+
+@pytest.fixture(scope="module")
+def beir(tmp_path_factory):
+    from tests.tiny_data import write_beir
+
+    return write_beir(tmp_path_factory.mktemp("beir"))
+
+
+def test_study_counts_skips_resumes_and_refuses_another_config(tiny_root, beir, tmp_path):
+    from irlens.data import load_dataset
+    from irlens.patching.study import PatchingStudy, patching_study
+
+    model = tiny_model(tiny_root, kind="cross")
+    ds = load_dataset(beir)
+    study = patching_study(model, ds, "tdc", 4, tmp_path / "s", min_delta=0.0,
+                           progress=False)
+    # q3 "stock market news" vs d3: "stock" and "market" occur, so TDC applies; the
+    # relevant pairs whose document holds no query term are skipped and counted
+    assert study.n_pairs + sum(study.skipped.values()) == 4
+    assert study.heads_mean.shape == (2, 2, 4) and study.roles_mean.shape[2] == 6
+    jobs = sorted((tmp_path / "s" / "jobs").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in jobs]
+    again = patching_study(model, ds, "tdc", 4, tmp_path / "s", min_delta=0.0, progress=False)
+    assert [p.stat().st_mtime_ns for p in jobs] == stamps  # nothing recomputed
+    np.testing.assert_array_equal(again.heads_mean, study.heads_mean)
+    with pytest.raises(IrlensError, match="config differs in min_delta"):
+        patching_study(model, ds, "tdc", 4, tmp_path / "s", min_delta=0.5, progress=False)
+    back = PatchingStudy.load(study.save(tmp_path / "saved"))
+    assert back.top_components(2) == study.top_components(2)
+
+
+def test_patch_cli_writes_heatmaps_and_rejects_unknown_axioms(tiny_root, beir, tmp_path):
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+    from tests.tiny import tiny_model_dir
+
+    folder = tiny_model_dir(tiny_root, kind="cross")
+    res = CliRunner().invoke(app, ["patch", "--model", str(folder), "--data", str(beir),
+                                   "--axiom", "tfc1", "--pairs", "3", "--min-delta", "0",
+                                   "--out", str(tmp_path / "o"), "--json", "--resid", "roles",
+                                   "--ablate-top", "2", "--ablate-pairs", "3"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["pairs"] == 3
+    assert (tmp_path / "o" / "heatmap-denoise.png").stat().st_size > 1000
+    table = json.loads(res.stdout)["ablate_top"]
+    assert [r["condition"] for r in table] == ["none", "top-2", "random-0", "random-1",
+                                               "random-2"]
+    assert all(0 <= r["axiom_holds"] <= 1 and 0 <= r["nDCG@10"] <= 1 for r in table)
+    bad = CliRunner().invoke(app, ["patch", "--model", str(folder), "--data", str(beir),
+                                   "--axiom", "tfc9", "--out", str(tmp_path / "p")])
+    assert bad.exit_code == 2 and "unknown axiom" in bad.stderr
+    assert bad.stderr.count("\n") == 1

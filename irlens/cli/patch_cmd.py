@@ -26,6 +26,8 @@ def patch_command(
     ablate_top: int = typer.Option(0, "--ablate-top", help="Ablate the top K components "
                                    "and measure rankings against random ones (0: no)."),
     ablate_pairs: int = typer.Option(50, help="Held-out pairs for --ablate-top."),
+    resid: str = typer.Option("positions", help="Residual patching: each 'positions' or "
+                              "each token 'roles' at once (cheaper)."),
     seed: int = typer.Option(0, help="Sampling seed."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -41,7 +43,7 @@ def patch_command(
     retriever = load_model(model, device="cpu")
     study = patching_study(retriever, dataset, axiom, pairs, out / "jobs", seed=seed,
                            min_relevance=min_relevance, max_doc_words=max_doc_words,
-                           min_delta=min_delta)
+                           min_delta=min_delta, resid=resid)
     study.save(out / "study")
     for direction in ("denoise", "noise"):
         heatmap_figure(study, direction).savefig(out / f"heatmap-{direction}.png", dpi=110)

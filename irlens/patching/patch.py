@@ -184,9 +184,17 @@ def _roles(runner: Runner, term_ids: set[int]) -> list[str]:
 
 
 def patch_pair(model: Retriever, pert: Perturbation, kinds: tuple[str, ...] = KINDS,
-               directions: tuple[str, ...] = ("denoise", "noise"), max_rows: int = 256
-               ) -> PairPatch:
-    """Patch every component of ``kinds`` in both directions for one perturbation."""
+               directions: tuple[str, ...] = ("denoise", "noise"), max_rows: int = 256,
+               resid: str = "positions") -> PairPatch:
+    """Patch every component of ``kinds`` in both directions for one perturbation.
+
+    ``resid="positions"`` patches the residual stream one (layer, position) at a time
+    (``resid[d]``: [layers, positions]); ``"roles"`` patches all positions of one token
+    role at once (``resid[d]``: [layers, len(ROLES)], NaN for absent roles), which costs
+    layers x 6 rows instead of layers x positions.
+    """
+    if resid not in ("positions", "roles"):
+        raise IrlensError(f"unknown resid mode '{resid}'; use positions or roles")
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise IrlensError(f"unknown component kind '{bad[0]}'; use {', '.join(KINDS)}")
@@ -206,7 +214,16 @@ def patch_pair(model: Retriever, pert: Perturbation, kinds: tuple[str, ...] = KI
         layers = target.names("resid")
         n_pos = len(target.ids)
         out.roles[direction] = _roles(target, term_ids)
-        if "resid" in kinds:
+        if "resid" in kinds and resid == "roles":
+            labels = out.roles[direction]
+            groups = [[p for p in range(n_pos) if labels[p] == role] for role in ROLES]
+            rows = [[(n, None, g)] for n in layers for g in groups]
+            r = effect(run_rows(target, caches[source], partner, rows, max_rows))
+            r = r.view(len(layers), len(ROLES))
+            r[:, torch.tensor([not any(partner[p] >= 0 for p in g) for g in groups])] = \
+                float("nan")
+            out.resid[direction] = r
+        elif "resid" in kinds:
             rows = [[(n, None, [p])] for n in layers for p in range(n_pos)]
             r = effect(run_rows(target, caches[source], partner, rows, max_rows))
             r = r.view(len(layers), n_pos)

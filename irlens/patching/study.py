@@ -88,11 +88,15 @@ class PatchingStudy(Artifact):
 
 
 def _ci(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import warnings
+
     from scipy import stats
 
     n = np.sum(~np.isnan(values), axis=0)
-    mean = np.nanmean(values, axis=0)
-    sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
+    with warnings.catch_warnings():  # all-NaN cells (a role absent everywhere) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
     half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sem
     return mean, np.where(n > 1, half, np.nan)
 
@@ -123,13 +127,13 @@ def study_pairs(dataset: Dataset, axiom: str, n_pairs: int, seed: int = 0,
 def patching_study(model, dataset: Dataset, axiom: str = "tfc1", n_pairs: int = 100,
                    folder=None, seed: int = 0, min_relevance: int = 1,
                    max_doc_words: int | None = 60, min_delta: float = 1e-3,
-                   progress: bool = True) -> PatchingStudy:
+                   resid: str = "positions", progress: bool = True) -> PatchingStudy:
     """Patch heads, FFN outputs and residual positions for each perturbed pair; finished
     pairs are kept in ``folder`` (a :class:`Store`) and never recomputed."""
     import tempfile
 
     config = {"axiom": axiom, "n_pairs": n_pairs, "seed": seed, "min_relevance":
-              min_relevance, "max_doc_words": max_doc_words, "min_delta": min_delta}
+              min_relevance, "max_doc_words": max_doc_words, "min_delta": min_delta, "resid": resid}
     perts, skipped = study_pairs(dataset, axiom, n_pairs, seed, min_relevance, max_doc_words)
     if not perts:
         raise IrlensError(f"the {axiom} perturbation applies to none of the {n_pairs} pairs "
@@ -139,11 +143,14 @@ def patching_study(model, dataset: Dataset, axiom: str = "tfc1", n_pairs: int = 
 
     def job(pert):
         def run() -> PairPatchResult:
-            res = patch_pair(model, pert)
+            res = patch_pair(model, pert, resid=resid)
             delta = res.clean - res.corrupted
             roles = np.full((2, len(res.ffn["denoise"]), len(ROLES)), np.nan)
             for d, name in enumerate(DIRECTIONS):
                 r = res.resid[name].numpy()
+                if resid == "roles":
+                    roles[d] = r
+                    continue
                 labels = np.array(res.roles[name])
                 for k, role in enumerate(ROLES):
                     cols = r[:, labels == role]
