@@ -192,3 +192,17 @@ def test_patch_cli_writes_heatmaps_and_rejects_unknown_axioms(tiny_root, beir, t
                                    "--axiom", "tfc9", "--out", str(tmp_path / "p")])
     assert bad.exit_code == 2 and "unknown axiom" in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+@pytest.mark.real
+def test_default_model_tfc1_pair_on_real_data(default_model, data_dir):
+    from irlens.data import load_dataset
+    from irlens.patching.study import study_pairs
+
+    ds = load_dataset(data_dir / "scifact")
+    perts, skipped = study_pairs(ds, "tfc1", 2, max_doc_words=20)
+    res = patch_pair(default_model, perts[0][2], kinds=("ffn", "resid"), resid="roles")
+    assert res.ffn["denoise"].shape == (6,) and res.resid["noise"].shape == (6, 6)
+    # the appended term is the only difference: every role but the inserted one is
+    # partnered, and patching everything shared cannot be NaN
+    assert not torch.isnan(res.resid["denoise"][:, 3]).any()
