@@ -36,8 +36,8 @@ DATA = Path(os.environ.get("IRLENS_DATA", REPO.parent / "shared" / "data")) / "s
 
 
 def _texts(model, q_tokens: int, d_tokens: int) -> tuple[str, str]:
-    from irlens.attribution._inputs import cut_text
     from irlens.data import load_dataset, sample_pairs
+    from irlens.paths import cut_text
 
     ds = load_dataset(DATA)
     for qid, doc_id in sample_pairs(ds, None, seed=0):

@@ -107,7 +107,7 @@ def test_explain_cli_writes_html_and_json(tiny_root, tmp_path):
                                      "baseline suffix, e.g. ig-pad, sig-mask)"),
     (["q", "d", "--baseline", "unk"], "error: unknown baseline 'unk'; use pad, mask, zero, "
                                       "text:<words>"),
-    (["q", "d", "--integration", "riemann_trapezoid", "--steps", "1"],
+    (["q", "d", "--rule", "riemann_trapezoid", "--steps", "1"],
      "error: n_steps must be an integer >= 2 for riemann_trapezoid, got 1"),
 ])
 def test_explain_cli_errors_are_one_line(tiny_root, args, message):

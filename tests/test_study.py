@@ -43,8 +43,8 @@ def test_study_folder_has_parquet_and_manifest(study):
     scores = study.scores
     assert set(scores.columns) >= {"hook", "kind", "layer", "unit", "segment", "relevant",
                                    "nonrelevant", "contrast"}
-    # 2 layers x 48 units x (all + 5 segments) + 2 layers x 4 heads x (all + 25 blocks)
-    assert len(scores) == 2 * 48 * 6 + 2 * 4 * 26
+    # 2 layers x 48 units x (all + 6 segments) + 2 layers x 4 heads x (all + 36 blocks)
+    assert len(scores) == 2 * 48 * 7 + 2 * 4 * 37
     meta = json.loads(__import__("pyarrow.parquet", fromlist=["x"])
                       .read_schema(study.folder / "scores.parquet").metadata[b"irlens.neurons"])
     assert meta["model_id"] == m["model_id"]

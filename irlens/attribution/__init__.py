@@ -11,7 +11,8 @@ Every method is a class with parameters in ``__init__`` and one verb,
 Methods: :class:`IntegratedGradients`, :class:`SequentialIntegratedGradients`,
 :class:`Occlusion` (SIG's exact limit with the same baseline), :class:`GradientXInput`,
 :class:`RandomAttribution`; :func:`make_method` builds one from
-a short name (``ig-mask``, ``sig``, ``gxi``...). Faithfulness: :func:`measure_faithfulness`
+a short name or spec (``ig-mask``, ``sig(n_steps=20)``, ``gxi``...); the path engine
+they share is :mod:`irlens.paths`. Faithfulness: :func:`measure_faithfulness`
 (one result) and :func:`faithfulness_study` (a dataset, resumable). Pages:
 :func:`render_html`, :func:`save_html`.
 """
@@ -22,7 +23,7 @@ from irlens.attribution.controls import GradientXInput, RandomAttribution
 from irlens.attribution.faithfulness import Faithfulness, measure_faithfulness
 from irlens.attribution.html import render_html, save_html
 from irlens.attribution.ig import IntegratedGradients
-from irlens.attribution.methods import METHOD_NAMES, make_method
+from irlens.attribution.methods import METHOD_NAMES, make_method, register_method
 from irlens.attribution.occlusion import Occlusion
 from irlens.attribution.result import TokenAttribution, Word
 from irlens.attribution.sig import SequentialIntegratedGradients
@@ -45,6 +46,7 @@ __all__ = [
     "Word",
     "faithfulness_study",
     "make_method",
+    "register_method",
     "measure_faithfulness",
     "render_html",
     "save_html",

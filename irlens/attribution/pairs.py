@@ -20,8 +20,10 @@ Jacobian-vector products (one per moving token) are rows of one forward-mode pas
 (``torch.func.jvp``); ``mode="auto"`` takes the smaller count per side (a 32-token query
 against D = 384 needs 12x fewer products forward). Path points share a pass, and all of
 it is chunked under a memory budget (:func:`integrated_jacobian`). This path/row/chunking
-code is kept in that one function: irlens's shared path engine did not yet offer
-Jacobian rows when this module was written.
+code is kept in that one function: :class:`irlens.paths.Engine` backpropagates one scalar
+``F`` per row, while a Jacobian needs D outputs per row (or forward-mode tangents); the
+problem (streams, baselines, texts), quadrature, frozen parameters and memory parsing
+are the engine's (:mod:`irlens.paths`).
 """
 
 from __future__ import annotations
@@ -37,16 +39,22 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from irlens._path import quadrature
 from irlens._warn import warn
 from irlens.artifacts import Artifact, Manifest, make_manifest
 from irlens.attribution._base import CompletenessWarning
-from irlens.attribution._engine import frozen, parse_memory
-from irlens.attribution._inputs import Stream, build_problem, prepare_texts
-from irlens.attribution.baselines import Baseline
+from irlens.attribution.tokens import pair_tokens
 from irlens.errors import IrlensError
 from irlens.hooks import _attention_probes
 from irlens.models import BiEncoder
+from irlens.paths import (
+    Baseline,
+    Stream,
+    build_problem,
+    frozen,
+    parse_memory,
+    prepare_texts,
+    quadrature,
+)
 
 __all__ = ["IntegratedJacobians", "TokenPairAttribution", "integrated_jacobian",
            "require_bi_encoder"]
@@ -309,9 +317,10 @@ class IntegratedJacobians:
     def attribute(self, queries: list[str] | str, docs: list[str] | str
                   ) -> list[TokenPairAttribution]:
         """One :class:`TokenPairAttribution` per (query, doc) pair."""
-        queries, docs, cut = prepare_texts(self.model, queries, docs, self.max_doc_tokens)
-        problem, infos = build_problem(self.model, queries, docs, "both", self.baseline,
-                                       self.model.similarity_name, cut)
+        queries, docs, _ = prepare_texts(self.model, queries, docs, self.max_doc_tokens)
+        problem = build_problem(self.model, queries, docs, "both", self.baseline,
+                                self.model.similarity_name, self.memory_budget)
+        infos = pair_tokens(problem)
         q_stream, d_stream = problem.streams
         results = []
         with frozen(self.model):

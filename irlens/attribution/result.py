@@ -5,7 +5,10 @@ document side for a bi-encoder, the one ``[CLS] q [SEP] d [SEP]`` sequence for a
 cross-encoder), its segment label (:class:`irlens.models.Segment`), its score, and the
 word it belongs to; plus the explained score, the baseline score and the completeness
 gap. ``words()`` merges word pieces into words (a word's score is the sum of its pieces).
-Lists of results round-trip through JSON and Parquet.
+A result is an :class:`~irlens.artifacts.Artifact`: ``save(folder)``/``load(folder)``
+(per-token arrays in safetensors, the rest and the manifest in JSON), ``to_frame()`` (one
+row per token) and a short ``repr``; lists of results also round-trip through JSON and
+Parquet.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
 
 from irlens._io import atomic_path
+from irlens.artifacts import Artifact, Manifest, make_manifest
 from irlens.errors import IrlensError
 from irlens.models import Segment
 
@@ -33,8 +40,8 @@ class Word:
     space_before: bool
 
 
-@dataclass
-class TokenAttribution:
+@dataclass(repr=False)
+class TokenAttribution(Artifact):
     """Token attributions of one (query, document) pair.
 
     Attributes:
@@ -51,7 +58,11 @@ class TokenAttribution:
         gap_scale: |F(x) - F(x')| (IG) or the sum of |per-token deltas| (SIG).
         method, parameters, model_id, output: what produced the numbers.
         truncated: the query or document was cut to fit (``max_length``/``max_doc_tokens``).
+        manifest: the method spec, parameters and model fingerprint.
     """
+
+    kind: ClassVar[str] = "token-attribution"
+    array_fields: ClassVar[tuple[str, ...]] = ("scores", "segments", "word_ids", "offsets")
 
     query: str
     doc: str
@@ -70,6 +81,29 @@ class TokenAttribution:
     model_id: str = ""
     output: str = "similarity"
     truncated: bool = False
+    manifest: Manifest = field(default_factory=lambda: make_manifest("token-attribution"),
+                               compare=False)
+
+    def summary(self) -> str:
+        gap = "" if math.isnan(self.relative_gap) else f", gap {self.relative_gap:.1%}"
+        return (f"{self.method} {len(self.tokens)} tokens, score {self.score:.4f}, "
+                f"baseline {self.baseline_score:.4f}{gap}")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per token: position, token, segment, word id, offsets and score."""
+        return pd.DataFrame({
+            "position": np.arange(len(self.tokens)), "token": self.tokens,
+            "segment": self.segments, "word_id": self.word_ids,
+            "start": [o[0] for o in self.offsets], "end": [o[1] for o in self.offsets],
+            "score": self.scores})
+
+    @classmethod
+    def _from_saved(cls, **kw: Any) -> TokenAttribution:
+        kw["scores"] = [float(v) for v in kw["scores"]]
+        kw["segments"] = [int(v) for v in kw["segments"]]
+        kw["word_ids"] = [int(v) for v in kw["word_ids"]]
+        kw["offsets"] = [(int(a), int(b)) for a, b in np.asarray(kw["offsets"]).reshape(-1, 2)]
+        return cls(**kw)
 
     @property
     def relative_gap(self) -> float:
@@ -116,6 +150,7 @@ class TokenAttribution:
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("manifest")
         out["offsets"] = [list(o) for o in self.offsets]
         for key in ("baseline_score", "expected_sum", "completeness_gap", "gap_scale"):
             if math.isnan(out[key]):

@@ -26,11 +26,11 @@ import torch
 
 from irlens._io import atomic_path, read_json
 from irlens.attribution._base import CompletenessWarning
-from irlens.attribution._inputs import cut_text
 from irlens.attribution.faithfulness import measure_faithfulness
 from irlens.attribution.methods import make_method
 from irlens.data import Dataset, sample_pairs
 from irlens.models import BiEncoder, CrossEncoder, Retriever
+from irlens.paths import cut_text
 
 __all__ = ["DEFAULT_METHODS", "METRICS", "FaithfulnessTable", "faithfulness_study",
            "method_agreement"]
@@ -164,7 +164,7 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
                        methods: tuple[str, ...] | list[str] = DEFAULT_METHODS, *,
-                       n_steps: int = 10, integration: str = "gausslegendre",
+                       n_steps: int = 10, rule: str = "gausslegendre",
                        target: str = "doc", max_doc_tokens: int | None = 128,
                        top_k: float = 0.2, n_candidates: int = 50, scale: float = 20.0,
                        replace_with: str = "mask", seed: int = 0, min_relevance: int = 1,
@@ -181,15 +181,14 @@ def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
     from irlens.retrieval import bm25_search
 
     methods = list(methods)
-    explainers = {name: make_method(name, model, n_steps=n_steps, method=integration,
-                                    seed=seed, target=target, max_doc_tokens=max_doc_tokens,
-                                    **({} if name == "random"
-                                       else {"memory_budget": memory_budget}))
+    explainers = {name: make_method(name, model, n_steps=n_steps, rule=rule, seed=seed,
+                                    target=target, max_doc_tokens=max_doc_tokens,
+                                    memory_budget=memory_budget)
                   for name in methods}
     output = next(iter(explainers.values())).output
     config = {"model": model.model_id, "dataset": dataset.name, "split": dataset.split,
               "n_pairs": n_pairs, "methods": methods, "n_steps": n_steps,
-              "integration": integration, "target": target, "max_doc_tokens": max_doc_tokens,
+              "rule": rule, "target": target, "max_doc_tokens": max_doc_tokens,
               "top_k": top_k, "n_candidates": n_candidates, "scale": scale,
               "replace_with": replace_with, "seed": seed, "min_relevance": min_relevance,
               "output": output, "candidates": "bm25", "device": str(model.device)}

@@ -26,18 +26,20 @@ def _refuse_cross_encoder(model: str) -> None:
                           "attribution")
 
 
-def explain_pairs(query: str, doc: str, model: str, steps: int, baseline: str,
+def explain_pairs(query: str, doc: str, model: str, steps: int, rule: str, baseline: str,
                   max_doc_tokens: int | None, memory_budget: str, device: str,
                   html: Path | None, json_path: Path | None, top: int) -> None:
     """Compute, print the top pairs, and write the page / JSON when asked."""
     from irlens.attribution.pairs import IntegratedJacobians
+    from irlens.cli.explain_cmd import _warnings_as_lines
     from irlens.models import load_model
 
     _refuse_cross_encoder(model)
     retriever = load_model(model, device=device)
-    method = IntegratedJacobians(retriever, baseline=baseline, n_steps=steps,
+    method = IntegratedJacobians(retriever, baseline=baseline, n_steps=steps, rule=rule,
                                  memory_budget=memory_budget, max_doc_tokens=max_doc_tokens)
-    [result] = method.attribute([query], [doc])
+    with _warnings_as_lines():
+        [result] = method.attribute([query], [doc])
     if html is not None:
         from irlens.attribution.pairs_view import save_pairs_html
 

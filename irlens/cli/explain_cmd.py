@@ -43,8 +43,8 @@ def explain_command(
                                           "sig-mask... set the baseline)."),
     baseline: str = typer.Option("mask", help="pad, mask, zero or text:<words>."),
     steps: int = typer.Option(50, "--steps", "--n-steps", help="Quadrature points per path."),
-    integration: str = typer.Option("gausslegendre", help="gausslegendre or riemann_left|"
-                                    "right|middle|trapezoid."),
+    rule: str = typer.Option("gausslegendre", help="Quadrature: gausslegendre or riemann_left|"
+                             "right|middle|trapezoid."),
     target: str = typer.Option("both", help="Tokens to explain: query, doc or both."),
     scalar: str = typer.Option(None, help="Cross-encoders: explain the 'logit' or the 'prob' "
                                           "[default: the model's]."),
@@ -64,17 +64,16 @@ def explain_command(
     if pairs:
         from irlens.cli._pairs import explain_pairs
 
-        return explain_pairs(query, doc, model, steps, baseline, max_doc_tokens,
+        return explain_pairs(query, doc, model, steps, rule, baseline, max_doc_tokens,
                              memory_budget, device.value, html, json_path, top)
     from irlens.attribution import make_method
     from irlens.attribution.html import save_html
     from irlens.models import load_model
 
     retriever = load_model(model, device=device.value)
-    explainer = make_method(method, retriever, n_steps=steps, method=integration,
-                            baseline=baseline, target=target, output=scalar,
-                            max_doc_tokens=max_doc_tokens,
-                            **({} if method == "random" else {"memory_budget": memory_budget}))
+    explainer = make_method(method, retriever, n_steps=steps, rule=rule, baseline=baseline,
+                            target=target, output=scalar, max_doc_tokens=max_doc_tokens,
+                            memory_budget=memory_budget)
     with _warnings_as_lines():
         [result] = explainer.attribute([query], [doc])
     if json_path is not None:
@@ -108,7 +107,7 @@ def faithfulness_command(
                                 help="Comma-separated methods (occlusion-mask is "
                                 "SIG-mask's exact limit, far cheaper)."),
     n_steps: int = typer.Option(10, "--n-steps", "--steps", help="Quadrature points per path."),
-    integration: str = typer.Option("gausslegendre", help="Quadrature rule."),
+    rule: str = typer.Option("gausslegendre", help="Quadrature rule."),
     target: str = typer.Option("doc", help="Tokens to explain: doc, query or both."),
     max_doc_tokens: int = typer.Option(128, help="Cut documents to N word pieces."),
     top_k: float = typer.Option(0.2, help="Share of explained tokens removed or kept."),
@@ -138,7 +137,7 @@ def faithfulness_command(
     with _warnings_as_lines():
         table = faithfulness_study(
             retriever, dataset, pairs, [m.strip() for m in methods.split(",") if m.strip()],
-            n_steps=n_steps, integration=integration, target=target,
+            n_steps=n_steps, rule=rule, target=target,
             max_doc_tokens=max_doc_tokens, top_k=top_k, n_candidates=candidates, scale=scale,
             seed=seed, min_relevance=min_relevance, memory_budget=memory_budget,
             group_size=group_size, checkpoint=checkpoint, progress=True)

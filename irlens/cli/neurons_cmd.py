@@ -51,21 +51,21 @@ def neurons_command(
                              "(cross-encoders: p>0.5 and p<0.5, the paper's) or all."),
     shard_size: int = typer.Option(10, help="Triplets per saved shard."),
     max_length: int = typer.Option(None, help="Token limit of attributed inputs."),
-    steps: int = typer.Option(20, help="Path steps."),
+    steps: int = typer.Option(21, help="Points on each path (gradient evaluations)."),
     ffn: str = typer.Option("post", help="FFN units after (post) or before (pre) activation."),
     attention: bool = typer.Option(True, help="Also attribute attention heads."),
     output: str = typer.Option(None, help="prob or logit (cross-encoders); similarity (bi)."),
     target: str = typer.Option(None, help="Segments that move: both, query, doc [default: "
                                "both for cross-encoders, doc for bi-encoders]."),
     baseline: str = typer.Option("pad", help="pad, mask or zero."),
-    rule: str = typer.Option("right", help="right (paper), left (Captum) or trapezoid."),
+    rule: str = typer.Option("riemann_right", help="riemann_right (paper), riemann_left "
+                             "(Captum) or riemann_trapezoid."),
     p: float = typer.Option(1.0, help="Top p%% of units for selections and overlaps."),
     kind: str = typer.Option("ffn", help="Units to select: ffn or attn (heads)."),
     score: str = typer.Option("relevant", help="relevant, contrast or nonrelevant."),
     segment: str = typer.Option("all", help="Aggregate to select on: all or a segment."),
     device: Device = typer.Option(Device.auto, help="Where the model runs."),
-    memory_gb: float = typer.Option(None, help="Memory per NIG chunk [default: 60%% of free "
-                                    "GPU memory, 4 GB on CPU]."),
+    memory_budget: str = typer.Option("1GB", help="Activation memory per NIG chunk."),
 ) -> None:
     """Find relevance neurons with NIG on DATA (and OOD sets); compare and combine them.
 
@@ -80,7 +80,7 @@ def neurons_command(
                          min_relevance=min_relevance, keep=keep, shard_size=shard_size,
                          max_length=max_length, n_steps=steps, ffn=ffn, attention=attention,
                          output=output, target=target, baseline=baseline, rule=rule,
-                         memory_gb=memory_gb)
+                         memory_budget=memory_budget)
     retriever = load_model(model, device=device.value)
     summary = run_neurons(retriever, data, out, ood=list(ood or []), config=config, p=p,
                           kind=kind, score=score, segment=segment)

@@ -29,7 +29,8 @@ class Segment:
     SEP = 2
     DOC = 3
     END = 4
-    NAMES = {"cls": CLS, "query": QUERY, "sep": SEP, "doc": DOC, "end": END}
+    PREFIX = 5  # a prompt prefix such as "query: " (irlens.paths labels it; never moves)
+    NAMES = {"cls": CLS, "query": QUERY, "sep": SEP, "doc": DOC, "end": END, "prefix": PREFIX}
 
 
 @dataclass

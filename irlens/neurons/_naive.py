@@ -1,11 +1,13 @@
-"""The slow NIG reference: one backward per path step and per pair, as published code does.
+"""The slow NIG reference: one backward per path point and per pair, as published code does.
 
-It follows the authors' loop (Vast et al., ICTIR 2024): forward ``batch_size`` path points
-of one pair, then call ``backward`` once per point (``retain_graph=True``, parameter
-gradients included), copy every hooked activation and its gradient to the CPU, and
-accumulate ``(h_k - h_{k-1}) * grad`` per position; segments are summed at the end. It
-shares only the inputs (tokens, baseline, ``F``) with :mod:`irlens.neurons.nig`, so the
-tests can check the engine against it, and ``benchmarks/neurons.py`` times it.
+It follows the authors' loop (Vast et al., ICTIR 2024): a Python loop over path points
+of one pair, a forward of plain Hugging Face modules with plain ``torch`` forward hooks,
+``torch.autograd.grad`` per point (parameters left trainable, as in their code), and
+``(h_k - h_{k-1}) * grad`` accumulated per position; segments are summed at the end. It
+shares nothing with :mod:`irlens.paths` or :mod:`irlens.hooks` (no problem, no rows, no
+capture, its own alphas and tokenisation), so the tests check the engine against it and
+``benchmarks/neurons.py`` times it. BERT-family layouts (``encoder.layer[i]
+.intermediate``); attention heads are not attributed here.
 """
 
 from __future__ import annotations
@@ -14,80 +16,132 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from irlens.hooks import capture
-from irlens.neurons._inputs import SEGMENTS, build_problem
-from irlens.neurons.nig import NeuronIntegratedGradients
-from irlens.neurons.result import NeuronAttribution
+from irlens.models import BiEncoder, CrossEncoder, Retriever
 
 __all__ = ["naive_nig"]
 
-
-def naive_nig(engine: NeuronIntegratedGradients, queries: Sequence[str], docs: Sequence[str],
-              batch_size: int = 1) -> NeuronAttribution:
-    """NIG of ``engine``'s configuration, pair by pair, one backward per path point."""
-    parts = [_one_pair(engine, q, d, batch_size) for q, d in zip(queries, docs, strict=True)]
-    return NeuronAttribution.concat(parts)
+_SEGMENTS = 6  # cls, query, sep, doc, end, prefix (irlens.neurons.SEGMENTS)
 
 
-def _one_pair(engine: NeuronIntegratedGradients, query: str, doc: str,
-              batch_size: int) -> NeuronAttribution:
-    model = engine.model
-    problem = build_problem(model, [query], [doc], engine.target, engine.baseline,
-                            engine.output)
-    side = None if "shared" in model.encoders() else problem.streams[0].side
-    names = engine._capture_names(side)
-    alphas = engine.alphas
-    n_points = len(alphas)
-    path: dict[tuple[int, str], torch.Tensor] = {}
-    prev: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
-    first_last = []
-    for start in range(0, n_points, batch_size):
-        block = alphas[start:start + batch_size]
-        with capture(model, names, side=side, grad=True) as cache:
-            values = problem.forward(block)
-        for j in range(len(block)):
-            model.zero_grad()
-            values[j].backward(retain_graph=True)
-            k = start + j
-            if k in (0, n_points - 1):
-                first_last.append(float(values[j].detach()))
-            for name in cache.keys():
-                for si, tensor in enumerate(cache.calls(name)):
-                    grad = tensor.grad.detach().cpu()  # the whole batch, every time
-                    value = tensor.detach().cpu()
-                    key = (si, name)
-                    if k > 0:
-                        prev_value, prev_grad = prev[key]
-                        weight = {"right": grad[j], "left": prev_grad,
-                                  "trapezoid": 0.5 * (grad[j] + prev_grad)}[engine.rule]
-                        term = (value[j] - prev_value) * weight
-                        path[key] = path[key] + term if key in path else term
-                    prev[key] = (value[j].clone(), grad[j].clone())
-        del values, cache
-    return _aggregate(engine, problem, path, first_last)
+def naive_nig(model: Retriever, queries: Sequence[str], docs: Sequence[str], *,
+              n_steps: int, rule: str = "riemann_right", ffn: str = "post",
+              baseline: str = "pad", target: str | None = None
+              ) -> dict[str, np.ndarray]:
+    """FFN conductance [P, L, 6, I], layer-output conductance [P, L], ``score`` and
+    ``baseline_score`` [P], pair by pair and point by point."""
+    outs = [_one_pair(model, q, d, n_steps, rule, ffn, baseline, target)
+            for q, d in zip(queries, docs, strict=True)]
+    return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
 
-def _aggregate(engine: NeuronIntegratedGradients, problem, path, first_last
-               ) -> NeuronAttribution:
-    layers, n_ffn, n_heads, _ = engine._shapes()
-    n_seg = len(SEGMENTS)
-    ffn = np.zeros((1, layers, n_seg, n_ffn))
-    attn = np.zeros((1, layers, n_heads, n_seg, n_seg)) if engine.attention else None
-    resid = np.zeros((1, layers)) if engine.completeness else None
-    for (si, name), total in path.items():
-        masks = [problem.streams[si].onehot[0, :, s].cpu() > 0 for s in range(n_seg)]
-        layer, kind = int(name.split(".")[1]), name.split(".", 2)[2]
-        total = total.double()
-        if kind == "attn.probs":
-            for s, rows in enumerate(masks):
-                for r, cols in enumerate(masks):
-                    attn[0, layer, :, s, r] += total[:, rows][:, :, cols].sum((1, 2)).numpy()
-        elif kind == "resid":
-            resid[0, layer] += float(total.sum())
-        else:
-            for s, rows in enumerate(masks):
-                ffn[0, layer, s] += total[rows].sum(0).numpy()
-    return NeuronAttribution(engine.model.model_id, engine.hook_names(problem.streams[0].side),
-                             ffn, attn, np.array([first_last[-1]]),
-                             np.array([first_last[0]]), resid, engine.parameters)
+def _layers(encoder: torch.nn.Module) -> list[torch.nn.Module]:
+    return list(encoder.base_model.encoder.layer)
+
+
+def _segments(ids: list[int], tokenizer, first_len: int | None, side: str | None,
+              prefix_tokens: int) -> list[int]:
+    """cls=0 query=1 sep=2 doc=3 end=4 prefix=5 for one unpadded sequence."""
+    if first_len is not None:  # cross-encoder: [CLS] q [SEP] d [SEP]
+        n = len(ids)
+        return [0] + [1] * (first_len - 2) + [2] + [3] * (n - first_len - 1) + [4]
+    body = 1 if side == "query" else 3
+    end = 2 if side == "query" else 4
+    labels = [0] + [5] * prefix_tokens + [body] * (len(ids) - 2 - prefix_tokens) + [end]
+    return labels
+
+
+def _one_pair(model, query, doc, n_steps, rule, ffn, baseline, target):
+    tok = model.tokenizer
+    if isinstance(model, CrossEncoder):
+        hf, side = model.model, None
+        enc = tok(query, doc, truncation="only_second", max_length=model.max_length)
+        first_len = enc["input_ids"].index(tok.sep_token_id) + 1
+        moving = {"both": (1, 3), "query": (1,), "doc": (3,)}[target or "both"]
+        seg = _segments(enc["input_ids"], tok, first_len, None, 0)
+        fixed = None
+    else:
+        assert isinstance(model, BiEncoder)
+        side = target or "doc"
+        hf = model.encoders().get("shared", model.encoders().get(side))
+        prefix = model.query_prefix if side == "query" else model.doc_prefix
+        text = query if side == "query" else doc
+        enc = tok(prefix + text, truncation=True, max_length=model.max_length)
+        n_prefix = len(tok(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+        seg = _segments(enc["input_ids"], tok, None, side, n_prefix)
+        moving = (1,) if side == "query" else (3,)
+        other = "doc" if side == "query" else "query"
+        with torch.no_grad():
+            fixed = model.encode_queries([query]) if other == "query" \
+                else model.encode_docs([doc])
+            fixed = torch.as_tensor(fixed, dtype=torch.float32)
+    ids = torch.tensor([enc["input_ids"]])
+    type_ids = torch.tensor([enc["token_type_ids"]]) if "token_type_ids" in enc else None
+    table = hf.get_input_embeddings()
+    seg_t = torch.tensor(seg)
+    moves = torch.isin(seg_t, torch.tensor(moving))
+    with torch.no_grad():
+        x = table(ids)[0]
+        fill = torch.zeros_like(x[0]) if baseline == "zero" else \
+            table.weight[getattr(tok, f"{baseline}_token_id")]
+        x0 = torch.where(moves.unsqueeze(-1), fill, x)
+    layers = _layers(hf)
+    alphas = torch.linspace(0, 1, n_steps, dtype=torch.float64)
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def hook(_m, _i, out):
+            store[name] = out[0] if isinstance(out, tuple) else out
+        return hook
+
+    handles = []
+    for i, layer in enumerate(layers):
+        handles.append((layer.intermediate if ffn == "post" else layer.intermediate.dense)
+                       .register_forward_hook(keep(f"ffn{i}")))
+        handles.append(layer.register_forward_hook(keep(f"res{i}")))
+    names = [f"ffn{i}" for i in range(len(layers))] + [f"res{i}" for i in range(len(layers))]
+    total = {n: 0.0 for n in names}
+    prev: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    values = []
+    try:
+        for k, a in enumerate(alphas.tolist()):
+            e = (x0 + torch.tensor(a, dtype=x.dtype) * (x - x0)).unsqueeze(0)
+            e.requires_grad_(True)
+            kwargs = {"attention_mask": torch.ones_like(ids)}
+            if type_ids is not None:
+                kwargs["token_type_ids"] = type_ids
+            out = hf(inputs_embeds=e, **kwargs)
+            if fixed is None:
+                logits = out.logits[:, 0] if out.logits.shape[-1] == 1 else out.logits[:, 1]
+                value = torch.sigmoid(logits) if model.output == "prob" and \
+                    out.logits.shape[-1] == 1 else logits
+                if out.logits.shape[-1] > 1 and model.output == "prob":
+                    value = out.logits.softmax(-1)[:, 1]
+            else:
+                h = out.last_hidden_state
+                vec = h[:, 0] if model.pooling == "cls" else h.mean(1)
+                if model.normalize:
+                    vec = F.normalize(vec, dim=-1)
+                q, d = (vec, fixed) if side == "query" else (fixed, vec)
+                value = F.cosine_similarity(q, d) if model.similarity_name == "cosine" \
+                    else (q * d).sum(-1)
+            acts = [store[n] for n in names]
+            grads = torch.autograd.grad(value.sum(), acts)
+            values.append(float(value.detach()))
+            for n, act, g in zip(names, acts, grads, strict=True):
+                act, g = act.detach()[0].double(), g[0].double()
+                if k > 0:
+                    pa, pg = prev[n]
+                    w = {"riemann_right": g, "riemann_left": pg,
+                         "riemann_trapezoid": 0.5 * (g + pg)}[rule]
+                    total[n] = total[n] + (act - pa) * w
+                prev[n] = (act, g)
+    finally:
+        for h in handles:
+            h.remove()
+    hot = F.one_hot(seg_t, _SEGMENTS).double()
+    ffn_out = np.stack([(hot.T @ total[f"ffn{i}"]).numpy() for i in range(len(layers))])
+    resid = np.array([float(total[f"res{i}"].sum()) for i in range(len(layers))])
+    return {"ffn": ffn_out, "resid": resid, "score": np.array(values[-1]),
+            "baseline_score": np.array(values[0])}

@@ -1,41 +1,64 @@
 """Neuron Integrated Gradients: conductance of every FFN unit and attention head at once.
 
-Vast et al., ICTIR 2024 (after Dhamdhere et al., 2018). On the straight path from a
-baseline x' to the input x in word-embedding space, at points a_0 = 0 < ... < a_n = 1,
-the attribution of a hidden unit h is
+Vast et al., ICTIR 2024 (after Dhamdhere et al., ICLR 2019). On the straight path from
+a baseline x' to the input x in word-embedding space, at ``n_steps`` uniform points
+a_0 = 0 < ... < a_{n-1} = 1, the attribution of a hidden unit h is
 
-    NIG(h) = sum_k (h(a_k) - h(a_{k-1})) * dF/dh(a_k)        (rule="right", the paper's)
+    NIG(h) = sum_k (h(a_k) - h(a_{k-1})) * dF/dh(a_k)     (rule="riemann_right", the paper's)
 
-(``rule="left"`` takes the gradient at a_{k-1}, as Captum's LayerConductance does;
-``"trapezoid"`` averages both, a second-order rule). Because the path is in input space,
-one forward and one backward over the path points yield every unit of every layer.
+(``"riemann_left"`` takes the gradient at a_{k-1}, as Captum's LayerConductance does;
+``"riemann_trapezoid"`` averages both, a second-order rule). Because the path is in
+input space, one forward and one backward over the path points yield every unit of
+every layer.
 
-The engine batches several pairs' path points into one forward/backward, takes
-gradients with respect to the hooked activations only (no parameter gradients), and
-reduces each chunk at once: per pair, each unit is summed per segment ([CLS], query,
-[SEP], document, [SEP]) and each head per segment-to-segment block. Memory therefore
-grows with the chunk (bounded by ``memory_gb``), not with steps x tokens x units. A pair
-whose path does not fit is split into step blocks, carrying the last point's activations.
+A consumer of :mod:`irlens.paths`: one row per (pair, point), chunked under
+``memory_budget`` with parameters frozen; the engine captures the hooked activations
+and their gradients, and this module's reduction sums each chunk at once, per pair,
+per unit and segment (``[CLS]``, query, ``[SEP]``, document, ``[SEP]``, prefix), and per
+head and segment-to-segment block. A pair whose path spans two chunks carries its last
+point into the next.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from irlens._path import quadrature
+from irlens._warn import warn
 from irlens.errors import IrlensError
-from irlens.hooks import capture, hook_points
-from irlens.models import BiEncoder, CrossEncoder, Retriever
-from irlens.neurons._inputs import BASELINES, SEGMENTS, TARGETS, Problem, build_problem
-from irlens.neurons.result import NeuronAttribution
+from irlens.hooks import hook_points
+from irlens.models import BiEncoder, CrossEncoder, Retriever, Segment
+from irlens.neurons.result import SEGMENTS, NeuronAttribution
+from irlens.paths import (
+    TARGETS,
+    Baseline,
+    Chunk,
+    Engine,
+    Rows,
+    Stream,
+    build_problem,
+    parse_memory,
+    prepare_texts,
+    quadrature,
+)
 
-__all__ = ["RULES", "NeuronIntegratedGradients"]
+__all__ = ["RULES", "NeuronIntegratedGradients", "segment_onehot"]
 
-RULES = ("right", "left", "trapezoid")
+RULES = ("riemann_right", "riemann_left", "riemann_trapezoid")
+_SHORT = {"right": "riemann_right", "left": "riemann_left", "trapezoid": "riemann_trapezoid"}
+
+
+def segment_onehot(stream: Stream, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[P, T, len(SEGMENTS)] indicator of each token's segment (padding: all zero). The
+    query pass's closing ``[SEP]`` of a bi-encoder plays the pair's first ``[SEP]``."""
+    segments = stream.batch.segments
+    if stream.side == "query":
+        segments = torch.where(segments == Segment.END, Segment.SEP, segments)
+    hot = F.one_hot(segments.clamp(min=0), len(SEGMENTS)).to(dtype)
+    return hot * (segments >= 0).unsqueeze(-1).to(dtype)
 
 
 class NeuronIntegratedGradients:
@@ -43,67 +66,77 @@ class NeuronIntegratedGradients:
 
     Args:
         model: a cross-encoder or bi-encoder from :func:`irlens.load_model`.
-        n_steps: intervals on the path (``n_steps + 1`` points, uniform).
+        n_steps: points on the path (``n_steps - 1`` intervals, uniform), as for every
+            irlens path method.
         ffn: ``"post"`` (after the activation, the default) or ``"pre"`` (the
-            ``intermediate.dense`` output the authors hooked). Conductance through an
-            elementwise activation is the same up to quadrature error.
+            ``intermediate.dense`` output the authors hooked).
         attention: also attribute attention probabilities (per head, per segment block).
-        output: cross-encoders: ``"prob"`` (sigmoid / softmax index 1, the paper's) or
-            ``"logit"``; bi-encoders: ``"similarity"`` (the model's dot or cosine).
-        target: the segments that move from the baseline: ``"both"`` (query and document,
-            special tokens kept), ``"query"`` (the authors' query-only baseline) or
-            ``"doc"``. For bi-encoders it is the encoder pass(es) interpolated; the other
-            side's vector is held fixed. Default: ``both`` (cross), ``doc`` (bi).
-        baseline: token the moving positions start from: ``"pad"``, ``"mask"`` or ``"zero"``.
-        rule: ``"right"`` (paper), ``"left"`` (Captum) or ``"trapezoid"``.
-        completeness: also attribute each layer's output (a cut) to check completeness.
-        memory_gb: budget for one chunk of path points (default: 60% of free GPU memory,
-            or 4 GB on CPU); ``max_rows`` overrides it with a fixed number of rows.
+        output: cross-encoders: ``"prob"`` (the paper's) or ``"logit"``; bi-encoders:
+            ``"similarity"`` (the model's dot or cosine).
+        target: the segments that move from the baseline: ``"both"``, ``"query"`` (the
+            authors' query-only baseline) or ``"doc"``. For bi-encoders it is the encoder
+            pass(es) interpolated; the other side's vector is held fixed. Default:
+            ``both`` (cross), ``doc`` (bi).
+        baseline: ``"pad"`` (default), ``"mask"``, ``"zero"`` or ``"text:<words>"``.
+        rule: ``"riemann_right"`` (paper), ``"riemann_left"`` (Captum) or
+            ``"riemann_trapezoid"``.
+        completeness: also attribute each layer's output (a cut) to check completeness,
+            and warn when a layer's gap exceeds ``gap_tolerance`` of |F(x) - F(x')|.
+        memory_budget: activation memory per forward+backward chunk (``"1GB"``).
     """
 
-    def __init__(self, model: Retriever, *, n_steps: int = 20, ffn: str = "post",
+    name = "nig"
+
+    def __init__(self, model: Retriever, *, n_steps: int = 21, ffn: str = "post",
                  attention: bool = True, output: str | None = None, target: str | None = None,
-                 baseline: str = "pad", rule: str = "right", completeness: bool = True,
-                 memory_gb: float | None = None, max_rows: int | None = None):
+                 baseline: str = "pad", rule: str = "riemann_right", completeness: bool = True,
+                 memory_budget: str | int | None = "1GB", gap_tolerance: float = 0.01):
         if not isinstance(model, (CrossEncoder, BiEncoder)):
             raise IrlensError(f"NIG needs an irlens retriever, got {type(model).__name__}; "
                               "load one with irlens.load_model")
         is_cross = isinstance(model, CrossEncoder)
         output = output or ("prob" if is_cross else "similarity")
         target = target or ("both" if is_cross else "doc")
+        rule = _SHORT.get(rule, rule)
         allowed = ("prob", "logit") if is_cross else ("similarity",)
         checks = [("output", output, allowed), ("ffn", ffn, ("post", "pre")),
-                  ("target", target, TARGETS), ("baseline", baseline, BASELINES),
-                  ("rule", rule, RULES)]
+                  ("target", target, TARGETS), ("rule", rule, RULES)]
         for name, value, choices in checks:
             if value not in choices:
                 raise IrlensError(f"unknown {name} '{value}'; use {', '.join(choices)}")
-        if not isinstance(n_steps, int) or n_steps < 1:
-            raise IrlensError(f"n_steps must be an integer >= 1, got {n_steps}")
-        if memory_gb is not None and (not math.isfinite(memory_gb) or memory_gb <= 0):
-            raise IrlensError(f"memory_gb must be a positive number, got {memory_gb}")
-        if max_rows is not None and max_rows < 1:
-            raise IrlensError(f"max_rows must be >= 1, got {max_rows}")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
+            raise IrlensError(f"n_steps must be an integer >= 2 (points on the path), "
+                              f"got {n_steps}")
+        if target == "both" and not is_cross and "shared" not in model.encoders():
+            raise IrlensError("target 'both' needs one shared encoder; for two-encoder (DPR) "
+                              "models attribute target 'query' and 'doc' separately")
+        if memory_budget is not None:
+            parse_memory(memory_budget)
         self.model = model
         self.n_steps = n_steps
         self.ffn = ffn
         self.attention = attention
         self.output = output
         self.target = target
-        self.baseline = baseline
+        self.baseline = str(Baseline.parse(baseline))
         self.rule = rule
         self.completeness = completeness
-        self.memory_gb = memory_gb
-        self.max_rows = max_rows
-        # uniform points 0, 1/n, ..., 1 (the trapezoid rule's nodes in irlens._path)
-        self.alphas = quadrature(n_steps + 1, "riemann_trapezoid")[0]
+        self.memory_budget = memory_budget
+        self.gap_tolerance = gap_tolerance
+        self.alphas = quadrature(n_steps, "riemann_trapezoid")[0]  # 0, 1/(n-1), ..., 1
 
     # -- configuration ---------------------------------------------------------------------
-    @property
-    def parameters(self) -> dict:
+    def get_params(self) -> dict:
+        """What changes the numbers (recorded in every result)."""
         return {"method": "nig", "n_steps": self.n_steps, "ffn": self.ffn,
                 "attention": self.attention, "output": self.output, "target": self.target,
                 "baseline": self.baseline, "rule": self.rule}
+
+    parameters = property(get_params)
+
+    def __repr__(self) -> str:
+        params = {k: v for k, v in self.get_params().items() if k != "method"}
+        return f"nig({', '.join(f'{k}={v}' for k, v in params.items())})"
 
     def hook_names(self, side: str | None = None) -> list[str]:
         """Hook points attributed: FFN then attention, one per layer."""
@@ -127,154 +160,132 @@ class NeuronIntegratedGradients:
         return (layers, points["layer.0.ffn.post"].units, points["layer.0.attn.probs"].units,
                 points["layer.0.resid"].units)
 
-    def _rows_per_chunk(self, n_tokens: int) -> int:
-        """Path points (rows) one forward/backward may hold, from the memory budget."""
-        if self.max_rows is not None:
-            return self.max_rows
-        layers, n_ffn, n_heads, hidden = self._shapes()
-        size = torch.finfo(self.model.dtype).bits // 8
-        per_layer = n_tokens * (8 * n_ffn + 24 * hidden)
-        if self.attention:
-            per_layer += 6 * n_heads * n_tokens * n_tokens
-        per_row = size * layers * per_layer * len(self._sides())
-        budget = self.memory_gb
-        if budget is None:
-            if self.model.device.type == "cuda":
-                budget = 0.6 * torch.cuda.mem_get_info(self.model.device)[0] / 2**30
-            else:
-                budget = 4.0
-        return max(1, int(budget * 2**30 // per_row))
-
-    # -- the pass --------------------------------------------------------------------------
-    def attribute(self, queries: Sequence[str], docs: Sequence[str], *,
-                  progress: bool = False) -> NeuronAttribution:
-        """NIG of every unit for the pairs ``(queries[i], docs[i])``."""
-        queries, docs = list(queries), list(docs)
-        if isinstance(queries, str) or len(queries) != len(docs):
-            raise IrlensError(f"{len(queries)} queries but {len(docs)} documents; pass pairs")
-        if not queries:
-            raise IrlensError("no pairs to attribute; pass at least one query and document")
-        layers, n_ffn, n_heads, _ = self._shapes()
-        n = len(queries)
-        ffn = np.zeros((n, layers, len(SEGMENTS), n_ffn))
-        attn = np.zeros((n, layers, n_heads, len(SEGMENTS), len(SEGMENTS))) \
-            if self.attention else None
-        resid = np.zeros((n, layers)) if self.completeness else None
-        score, base = np.zeros(n), np.zeros(n)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="NIG", unit="pair", disable=not progress)
-        for group in self._groups(queries, docs):
-            problem = build_problem(self.model, [queries[i] for i in group],
-                                    [docs[i] for i in group], self.target, self.baseline,
-                                    self.output)
-            out = self._integrate(problem)
-            ffn[group], score[group], base[group] = out["ffn"], out["score"], out["base"]
-            if attn is not None:
-                attn[group] = out["attn"]
-            if resid is not None:
-                resid[group] = out["resid"]
-            bar.update(len(group))
-        bar.close()
-        return NeuronAttribution(self.model.model_id, self.hook_names(self._sides()[0]), ffn,
-                                 attn, score, base, resid, self.parameters)
-
-    def _lengths(self, queries: list[str], docs: list[str]) -> list[int]:
-        tok, limit = self.model.tokenizer, self.model.max_length
-        if isinstance(self.model, CrossEncoder):
-            enc = tok(queries, docs, truncation="only_second", max_length=limit)
-            return [len(ids) for ids in enc["input_ids"]]
-        lengths = [0] * len(queries)
-        for side in self._sides():
-            texts = queries if side == "query" else docs
-            enc = tok(texts, truncation=True, max_length=limit)
-            lengths = [a + len(ids) for a, ids in zip(lengths, enc["input_ids"], strict=True)]
-        return lengths
-
-    def _groups(self, queries: list[str], docs: list[str]) -> list[list[int]]:
-        """Pairs of similar length, longest first, as many as fit a chunk at full path."""
-        lengths = self._lengths(queries, docs)
-        order = sorted(range(len(queries)), key=lambda i: -lengths[i])
-        groups, start = [], 0
-        while start < len(order):
-            tokens = lengths[order[start]] // len(self._sides())
-            size = max(1, self._rows_per_chunk(tokens) // (self.n_steps + 1))
-            groups.append(order[start:start + size])
-            start += size
-        return groups
-
-    def _integrate(self, problem: Problem) -> dict[str, np.ndarray]:
-        g, n = problem.n_pairs, self.n_steps
-        tokens = max(s.n_tokens for s in problem.streams)
-        block = max(1, min(n + 1, self._rows_per_chunk(tokens) // g))
-        # one capture for every pass: calls come in stream order (query pass first)
-        side = None if "shared" in self.model.encoders() else problem.streams[0].side
-        acc: dict[str, torch.Tensor] = {}
-        carry: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
-        scores = torch.zeros(n + 1, g, dtype=torch.float64)
-        for k0 in range(0, n + 1, block):
-            alphas = self.alphas[k0:k0 + block]
-            kb = len(alphas)
-            with capture(self.model, self._capture_names(side), side=side, grad=True) as cache:
-                values = problem.forward(alphas)
-            tensors = [(si, name, cache.calls(name)[si]) for name in cache.keys()
-                       for si in range(len(problem.streams))]
-            grads = torch.autograd.grad(values.sum(), [t for _, _, t in tensors])
-            scores[k0:k0 + kb] = values.detach().double().view(kb, g).cpu()
-            for (si, name, act), grad in zip(tensors, grads, strict=True):
-                act = act.detach().view(kb, g, *act.shape[1:])
-                grad = grad.view(kb, g, *grad.shape[1:])
-                contrib = self._contribution(act, grad, carry.get((si, name)), k0 == 0)
-                carry[(si, name)] = (act[-1], grad[-1])
-                reduced = _reduce(name, contrib, problem.streams[si].onehot)
-                acc[name] = acc[name] + reduced if name in acc else reduced
-            del tensors, grads, values, cache
-        return self._collect(acc, scores)
-
     def _capture_names(self, side: str | None) -> list[str]:
         names = self.hook_names(side)
         if self.completeness:
             names = names + [f"layer.{i}.resid" for i in range(self._n_layers(side))]
         return names
 
-    def _contribution(self, act: torch.Tensor, grad: torch.Tensor,
-                      carry: tuple[torch.Tensor, torch.Tensor] | None, first: bool
-                      ) -> torch.Tensor:
-        """Sum over this block's intervals of (h_k - h_{k-1}) * gradient -> [g, ...]."""
-        work = torch.float64 if act.dtype == torch.float64 else torch.float32
-        act, grad = act.to(work), grad.to(work)
-        if self.rule == "right":
-            inner = grad[1:]
-        elif self.rule == "left":
-            inner = grad[:-1]
-        else:
-            inner = 0.5 * (grad[1:] + grad[:-1])
-        total = ((act[1:] - act[:-1]) * inner).sum(0)
-        if not first:
-            prev_act, prev_grad = (t.to(work) for t in carry)
-            edge = {"right": grad[0], "left": prev_grad,
-                    "trapezoid": 0.5 * (grad[0] + prev_grad)}[self.rule]
-            total = total + (act[0] - prev_act) * edge
-        return total
+    # -- the pass --------------------------------------------------------------------------
+    def attribute(self, queries: Sequence[str] | str, docs: Sequence[str] | str, *,
+                  progress: bool = False) -> NeuronAttribution:
+        """NIG of every unit for the pairs ``(queries[i], docs[i])`` (a bare string pair
+        is one pair)."""
+        queries, docs, _ = prepare_texts(self.model, queries, docs, None)
+        problem = build_problem(self.model, queries, docs, self.target, self.baseline,
+                                self.output, self.memory_budget)
+        names = self._capture_names(problem.streams[0].hook_side)
+        engine = Engine(problem, self.memory_budget, capture=names, progress=progress,
+                        desc="NIG")
+        n, k = problem.n_pairs, self.n_steps
+        rows = Rows.paths(n, self.alphas, torch.ones(k))
+        reduction = _Conductance(self, problem.streams, names, n, torch.arange(k).repeat(n))
+        engine.run(rows, reduction)
+        out = reduction.collect()
+        result = NeuronAttribution(
+            self.model.model_id, self.hook_names(problem.streams[0].hook_side), out["ffn"],
+            out.get("attn"), out["score"], out["base"], out.get("resid"), self.get_params(),
+            manifest=_manifest(self, names))
+        if result.resid is not None:
+            _warn_layer_gaps(result, self.gap_tolerance, self.rule)
+        return result
 
-    def _collect(self, acc: dict[str, torch.Tensor], scores: torch.Tensor
-                 ) -> dict[str, np.ndarray]:
-        layers = self._n_layers(self._sides()[0])
-        stack = {kind: [acc[f"layer.{i}.{kind}"] for i in range(layers)]
-                 for kind in (f"ffn.{self.ffn}", "attn.probs", "resid")
-                 if f"layer.0.{kind}" in acc}
-        out = {"ffn": torch.stack(stack[f"ffn.{self.ffn}"], 1).cpu().numpy(),
-               "score": scores[-1].numpy(), "base": scores[0].numpy()}
-        if "attn.probs" in stack:
-            out["attn"] = torch.stack(stack["attn.probs"], 1).cpu().numpy()
-        if "resid" in stack:
-            out["resid"] = torch.stack(stack["resid"], 1).cpu().numpy()
+
+def _manifest(nig: NeuronIntegratedGradients, names: list[str]):
+    from irlens.artifacts import make_manifest
+
+    return make_manifest(NeuronAttribution.kind, nig.get_params(), model=nig.model,
+                         hooks=names)
+
+
+def _warn_layer_gaps(result: NeuronAttribution, tolerance: float, rule: str) -> None:
+    from irlens.attribution._base import CompletenessWarning, gap_fix
+
+    delta = np.abs(result.delta)[:, None]
+    gap = np.abs(result.completeness_gap)
+    bad = gap > tolerance * delta + 1e-4
+    if bad.any():
+        layers = sorted(set(np.nonzero(bad)[1].tolist()))
+        worst = float(np.max(gap / np.maximum(delta, 1e-12)))
+        warn(f"NIG completeness gap above {tolerance:.1%} of |F(x) - F(x')| in layer(s) "
+             f"{', '.join(map(str, layers))} for {int(bad.any(1).sum())} of {len(result)} "
+             f"pairs (worst {worst:.1%}); {gap_fix(rule, 'riemann_trapezoid')}",
+             CompletenessWarning)
+
+
+class _Conductance:
+    """The reduction: per row, (h_k - h_{k-1}) * gradient, summed per segment, added to
+    its pair. Rows come pair-major in path order; a pair split over chunks carries its
+    last (activation, gradient) into the next chunk."""
+
+    def __init__(self, nig: NeuronIntegratedGradients, streams: list[Stream],
+                 names: list[str], n_pairs: int, step: torch.Tensor):
+        self.nig = nig
+        self.names = names
+        self.step = step
+        self.last = nig.n_steps - 1
+        self.onehot = [segment_onehot(s) for s in streams]
+        self.acc: dict[str, torch.Tensor] = {}
+        self.carry: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.score = torch.zeros(n_pairs, dtype=torch.float64)
+        self.base = torch.zeros(n_pairs, dtype=torch.float64)
+
+    def __call__(self, chunk: Chunk) -> None:
+        step = self.step[chunk.idx].to(chunk.pair.device)
+        pair = chunk.pair
+        values = chunk.values.double().cpu()
+        self.score[pair.cpu()[step.cpu() == self.last]] = values[step.cpu() == self.last]
+        self.base[pair.cpu()[step.cpu() == 0]] = values[step.cpu() == 0]
+        rule = self.nig.rule
+        uniq, inverse = torch.unique_consecutive(pair, return_inverse=True)
+        for name in self.names:
+            for k, (act, grad) in enumerate(zip(chunk.acts[name], chunk.act_grads[name],
+                                                strict=True)):
+                work = torch.float64 if act.dtype == torch.float64 else torch.float32
+                act, grad = act.detach().to(work), grad.to(work)
+                prev_act, prev_grad = torch.roll(act, 1, 0), torch.roll(grad, 1, 0)
+                if int(step[0]) > 0:  # continues a pair from the previous chunk
+                    ca, cg = self.carry[(k, name)]
+                    prev_act[0], prev_grad[0] = _fit(ca, act[0]), _fit(cg, grad[0])
+                weight = {"riemann_right": grad, "riemann_left": prev_grad,
+                          "riemann_trapezoid": 0.5 * (grad + prev_grad)}[rule]
+                contrib = (act - prev_act).mul_(weight)
+                contrib[step == 0] = 0
+                self.carry[(k, name)] = (act[-1].clone(), grad[-1].clone())
+                # sum each pair's rows first (they are contiguous), then segments
+                summed = torch.zeros((len(uniq), *contrib.shape[1:]), dtype=work,
+                                     device=contrib.device).index_add_(0, inverse, contrib)
+                reduced = _reduce(name, summed, self.onehot[k][uniq, :act.shape[-2]])
+                if name not in self.acc:
+                    self.acc[name] = torch.zeros((len(self.score), *reduced.shape[1:]),
+                                                 dtype=torch.float64, device=reduced.device)
+                self.acc[name].index_add_(0, uniq, reduced)
+
+    def collect(self) -> dict[str, np.ndarray]:
+        layers = sum(1 for n in self.names if n.endswith(".resid")) or \
+            sum(1 for n in self.names if ".ffn." in n)
+        out = {"score": self.score.numpy(), "base": self.base.numpy()}
+        for key, kind in (("ffn", f"ffn.{self.nig.ffn}"), ("attn", "attn.probs"),
+                          ("resid", "resid")):
+            if f"layer.0.{kind}" in self.acc:
+                out[key] = torch.stack([self.acc[f"layer.{i}.{kind}"] for i in range(layers)],
+                                       1).cpu().numpy()
         return out
 
 
+def _fit(saved: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A carried row cut or zero-padded to ``like``'s token width(s) (padding only)."""
+    if saved.shape == like.shape:
+        return saved
+    out = torch.zeros_like(like)
+    region = tuple(slice(0, min(a, b)) for a, b in zip(saved.shape, like.shape, strict=True))
+    out[region] = saved[region]
+    return out
+
+
 def _reduce(name: str, contrib: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-    """Per pair: FFN [g, T, I] -> [g, 5, I]; attention [g, A, T, T] -> [g, A, 5, 5];
-    layer output [g, T, H] -> [g]. Accumulated in float64."""
+    """Per row: FFN [R, T, I] -> [R, S, I]; attention [R, A, T, T] -> [R, A, S, S];
+    layer output [R, T, H] -> [R]. Returned in float64."""
     hot = onehot.to(contrib.dtype)
     if name.endswith("attn.probs"):
         by_key = torch.einsum("gaqk,gks->gaqs", contrib, hot)
@@ -284,4 +295,3 @@ def _reduce(name: str, contrib: torch.Tensor, onehot: torch.Tensor) -> torch.Ten
     else:
         out = torch.einsum("gtu,gts->gsu", contrib, hot)
     return out.double()
-

@@ -1,11 +1,11 @@
-"""The result of NIG on a batch of pairs, per unit and segment, with Parquet round-trip."""
+"""The result of NIG on a batch of pairs, per unit and segment: an irlens artefact."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -13,19 +13,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from irlens._io import atomic_path
+from irlens.artifacts import Artifact, Manifest, make_manifest
 from irlens.errors import IrlensError
-from irlens.neurons._inputs import SEGMENTS
 
-__all__ = ["NeuronAttribution"]
+__all__ = ["SEGMENTS", "NeuronAttribution"]
+
+SEGMENTS = ("cls", "query", "sep", "doc", "end", "prefix")
+"""Segment axis of every aggregated array: ``[CLS] query [SEP] document [SEP]``, and a
+prompt prefix (e.g. ``"query: "``) where the model has one."""
 
 _META_KEY = b"irlens.nig"
 
 
-@dataclass
-class NeuronAttribution:
+@dataclass(repr=False)
+class NeuronAttribution(Artifact):
     """Conductance of every FFN unit and attention head, per pair, summed per segment.
 
-    Shapes (P pairs, L layers, I FFN units, A heads, S = 5 segments in :data:`SEGMENTS`):
+    Shapes (P pairs, L layers, I FFN units, A heads, S = 6 segments in :data:`SEGMENTS`):
 
     - ``ffn`` [P, L, S, I]: a unit's attribution summed over the tokens of each segment;
       ``ffn.sum(2)`` is the total over all positions.
@@ -39,7 +43,15 @@ class NeuronAttribution:
     FFN units and attention probabilities are *not* cuts (the residual stream bypasses
     them): their per-layer sums (:attr:`ffn_layer_sum`, :attr:`attn_layer_sum`) are the
     part of the score change that flows through them.
+
+    ``save(folder)``/``load(folder)``: arrays in safetensors, the rest in the manifest
+    (NIG parameters, model fingerprint, hook names); ``to_frame()``: one row per pair
+    and layer.
     """
+
+    kind: ClassVar[str] = "neuron-attribution"
+    array_fields: ClassVar[tuple[str, ...]] = ("ffn", "attn", "score", "baseline_score",
+                                               "resid")
 
     model_id: str
     hook_names: list[str]
@@ -50,6 +62,30 @@ class NeuronAttribution:
     resid: np.ndarray | None
     parameters: dict[str, Any] = field(default_factory=dict)
     segments: tuple[str, ...] = SEGMENTS
+    manifest: Manifest = field(default_factory=lambda: make_manifest("neuron-attribution"),
+                               compare=False)
+
+    def summary(self) -> str:
+        return f"{len(self)} pairs, {self.n_layers} layers, {self.ffn.shape[-1]} FFN units"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per pair and layer: scores, FFN/attention sums, layer-output gap."""
+        p, n = len(self), self.n_layers
+        frame = {"pair": np.repeat(np.arange(p), n), "layer": np.tile(np.arange(n), p),
+                 "score": np.repeat(self.score, n),
+                 "baseline_score": np.repeat(self.baseline_score, n),
+                 "ffn_sum": self.ffn_layer_sum.ravel()}
+        if self.attn is not None:
+            frame["attn_sum"] = self.attn_layer_sum.ravel()
+        if self.resid is not None:
+            frame["resid"] = self.resid.ravel()
+            frame["gap"] = self.completeness_gap.ravel()
+        return pd.DataFrame(frame)
+
+    @classmethod
+    def _from_saved(cls, **kw: Any) -> NeuronAttribution:
+        kw["segments"] = tuple(kw["segments"])
+        return cls(**kw)
 
     def __len__(self) -> int:
         return int(self.ffn.shape[0])
@@ -107,7 +143,7 @@ class NeuronAttribution:
             self.model_id, list(self.hook_names), self.ffn[idx],
             None if self.attn is None else self.attn[idx], self.score[idx],
             self.baseline_score[idx], None if self.resid is None else self.resid[idx],
-            dict(self.parameters), self.segments)
+            dict(self.parameters), self.segments, self.manifest)
 
     # -- persistence ----------------------------------------------------------------------
     def to_json(self) -> str:
@@ -178,7 +214,7 @@ class NeuronAttribution:
                    np.concatenate([p.score for p in parts]),
                    np.concatenate([p.baseline_score for p in parts]),
                    None if first.resid is None else np.concatenate([p.resid for p in parts]),
-                   dict(first.parameters), first.segments)
+                   dict(first.parameters), first.segments, first.manifest)
 
 
 def _fixed_list(a: np.ndarray, dtype: type = np.float32) -> pa.FixedSizeListArray:

@@ -36,9 +36,8 @@ from irlens._io import atomic_path, read_json, write_json
 from irlens.errors import IrlensError
 from irlens.hooks import hook_points
 from irlens.models import CrossEncoder, Retriever
-from irlens.neurons._inputs import SEGMENTS
 from irlens.neurons.nig import NeuronIntegratedGradients
-from irlens.neurons.result import NeuronAttribution
+from irlens.neurons.result import SEGMENTS, NeuronAttribution
 from irlens.neurons.selection import check_options, fuse, intersect, overlaps, select
 
 __all__ = ["KEEP", "Study", "StudyConfig", "check_model", "library_versions", "run_neurons",
@@ -60,24 +59,24 @@ class StudyConfig:
     keep: str = "ordered"
     shard_size: int = 10
     max_length: int | None = None
-    n_steps: int = 20
+    n_steps: int = 21  # points on each path (20 intervals)
     ffn: str = "post"
     attention: bool = True
     output: str | None = None
     target: str | None = None
     baseline: str = "pad"
-    rule: str = "right"
-    memory_gb: float | None = None
+    rule: str = "riemann_right"
+    memory_budget: str | None = "1GB"
 
     def engine(self, model: Retriever) -> NeuronIntegratedGradients:
         return NeuronIntegratedGradients(
             model, n_steps=self.n_steps, ffn=self.ffn, attention=self.attention,
             output=self.output, target=self.target, baseline=self.baseline, rule=self.rule,
-            memory_gb=self.memory_gb)
+            memory_budget=self.memory_budget)
 
     def key(self) -> dict[str, Any]:
-        """What must match to resume (``memory_gb`` only changes speed)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "memory_gb"}
+        """What must match to resume (``memory_budget`` only changes speed)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "memory_budget"}
 
 
 def library_versions() -> dict[str, str]:

@@ -17,24 +17,27 @@ import torch
 
 from irlens.errors import IrlensError
 
-__all__ = ["METHODS", "quadrature"]
+__all__ = ["RULES", "quadrature"]
 
-METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
+RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
            "riemann_trapezoid")
 
 
-def quadrature(n_steps: int, method: str = "gausslegendre") -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes ``alphas`` in [0, 1] and weights (summing to 1), both float64 [n_steps]."""
-    if method not in METHODS:
-        raise IrlensError(f"unknown integration method '{method}'; use {', '.join(METHODS)}")
-    minimum = 1 if method == "gausslegendre" else 2
-    if not isinstance(n_steps, int) or n_steps < minimum:
-        raise IrlensError(f"n_steps must be an integer >= {minimum} for {method}, got {n_steps}")
+def quadrature(n_steps: int, rule: str = "gausslegendre") -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes ``alphas`` in [0, 1] and weights (summing to 1), both float64 [n_steps].
+
+    ``n_steps`` is the number of points (gradient evaluations) on every path.
+    """
+    if rule not in RULES:
+        raise IrlensError(f"unknown rule '{rule}'; use {', '.join(RULES)}")
+    minimum = 1 if rule == "gausslegendre" else 2
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < minimum:
+        raise IrlensError(f"n_steps must be an integer >= {minimum} for {rule}, got {n_steps}")
     n = n_steps
-    if method == "gausslegendre":
+    if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return torch.tensor(0.5 * (nodes + 1.0)), torch.tensor(0.5 * weights)
-    kind = method.split("_")[1]
+    kind = rule.split("_")[1]
     weights = torch.full((n,), 1.0 / (n - 1 if kind == "trapezoid" else n), dtype=torch.float64)
     if kind == "trapezoid":
         weights[0] /= 2
