@@ -187,3 +187,19 @@ def test_explain_pairs_refuses_a_cross_encoder_in_one_line(tiny_root):
     res = CliRunner().invoke(app, ["explain", QUERY, DOC, "--pairs", "--model", str(folder)])
     assert res.exit_code == 2
     assert "bi-encoder method" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_deletion_table_drops_the_chosen_words(bi_dot):
+    from irlens.attribution.pairs_faithfulness import pair_deletion_table
+
+    table = pair_deletion_table(bi_dot, [QUERY], [DOC], n_steps=4, max_doc_tokens=None)
+    assert len(table) == 3 * len(QUERY.split())
+    assert set(table["choice"]) == {"pairs", "ig", "random"}
+    [r] = IntegratedJacobians(bi_dot, n_steps=4).attribute(QUERY, DOC)
+    q_words, d_words, m = r.words()
+    row = table[(table["choice"] == "pairs") & (table["query_word"] == "salmon")].iloc[0]
+    word = d_words[int(np.argmax(m[q_words.index("salmon")]))]
+    assert row["word"] == word
+    kept = " ".join(w for w in DOC.split() if w != word)  # each word occurs once in DOC
+    want = r.score - float(bi_dot.score([QUERY], [kept])[0])
+    assert row["drop"] == pytest.approx(want, abs=1e-5)
