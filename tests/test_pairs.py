@@ -67,7 +67,7 @@ def test_each_side_accounts_for_its_own_change_in_the_vector():
     torch.testing.assert_close(g.sum(1), (fn(x[None]) - fn(x0[None]))[0], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("mode", ["jvp", "vjp"])
+@pytest.mark.parametrize("mode", ["auto", "jvp", "vjp"])
 def test_agrees_with_one_backward_per_dimension_and_step(bi_dot, mode):
     [r] = IntegratedJacobians(bi_dot, n_steps=4, mode=mode).attribute(QUERY, DOC)
     ref = naive_pair_matrix(bi_dot, QUERY, DOC, n_steps=4)
@@ -76,7 +76,7 @@ def test_agrees_with_one_backward_per_dimension_and_step(bi_dot, mode):
 
 def test_tiny_memory_budget_chunks_without_changing_numbers(bi_dot):
     [free] = IntegratedJacobians(bi_dot, n_steps=6, memory_budget=None).attribute(QUERY, DOC)
-    for mode in ("jvp", "vjp"):
+    for mode in ("auto", "jvp", "vjp"):
         [tight] = IntegratedJacobians(bi_dot, n_steps=6, memory_budget=4096,
                                       mode=mode).attribute(QUERY, DOC)
         np.testing.assert_allclose(tight.matrix, free.matrix, atol=1e-7)
@@ -137,6 +137,12 @@ def test_forward_and_backward_modes_agree(bi_cos):
     [fwd] = IntegratedJacobians(bi_cos, n_steps=3, mode="jvp").attribute(QUERY, DOC)
     [bwd] = IntegratedJacobians(bi_cos, n_steps=3, mode="vjp").attribute(QUERY, DOC)
     np.testing.assert_allclose(fwd.matrix, bwd.matrix, atol=1e-6)
+    # auto fuses the contraction into the longer side; with a document shorter than the
+    # query it integrates the document first
+    for q, d in ((QUERY, DOC), (DOC, QUERY)):
+        [auto] = IntegratedJacobians(bi_cos, n_steps=3).attribute(q, d)
+        [full] = IntegratedJacobians(bi_cos, n_steps=3, mode="vjp").attribute(q, d)
+        np.testing.assert_allclose(auto.matrix, full.matrix, atol=1e-6)
 
 
 def test_explain_pairs_page_in_headless_chromium(tiny_root, tmp_path):

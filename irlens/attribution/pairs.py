@@ -18,12 +18,14 @@ G needs D x T products per path point. Either the D vector-Jacobian products of 
 are one vmapped backward (``torch.autograd.grad(..., is_grads_batched=True)``), or the T
 Jacobian-vector products (one per moving token) are rows of one forward-mode pass
 (``torch.func.jvp``); ``mode="auto"`` takes the smaller count per side (a 32-token query
-against D = 384 needs 12x fewer products forward). Path points share a pass, and all of
-it is chunked under a memory budget (:func:`integrated_jacobian`). This path/row/chunking
-code is kept in that one function: :class:`irlens.paths.Engine` backpropagates one scalar
-``F`` per row, while a Jacobian needs D outputs per row (or forward-mode tangents); the
-problem (streams, baselines, texts), quadrature, frozen parameters and memory parsing
-are the engine's (:mod:`irlens.paths`).
+against D = 384 needs 12x fewer products forward). The longer side then needs no full
+G: A = G_a^T G_b is its path integral with G_a's columns as cotangents, so it costs as
+many vmapped backward products as the shorter side has tokens. Path points share a
+pass, and all of it is chunked under a memory budget (:func:`integrated_jacobian`).
+This path/row/chunking code is kept in that one function: :class:`irlens.paths.Engine`
+backpropagates one scalar ``F`` per row, while a Jacobian needs D outputs per row (or
+forward-mode tangents); the problem (streams, baselines, texts), quadrature, frozen
+parameters and memory parsing are the engine's (:mod:`irlens.paths`).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def integrated_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
                         memory_budget: str | int | None = "1GB",
                         params: Iterable[torch.Tensor] = (), mode: str = "auto",
                         forward_ad: Callable[[], AbstractContextManager] = nullcontext,
-                        ) -> torch.Tensor:
+                        cotangents: torch.Tensor | None = None) -> torch.Tensor:
     """G [D, T]: the path-integrated Jacobian of ``fn`` contracted with ``x - x0`` per token.
 
     ``fn`` maps word embeddings [R, T, H] to vectors [R, D]; ``x``, ``x0`` are [T, H].
@@ -107,6 +109,11 @@ def integrated_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     cost is D backwards or T forwards per point. Chunks are sized from the bytes autograd
     saves per row so that they fit ``memory_budget`` (``params``: the weights, not
     counted).
+
+    ``cotangents`` U [K, D] (vjp mode only) returns U @ G [K, T] from K vector-Jacobian
+    products instead of D: the pair matrix G_a^T G_b is G_b's path integral with the
+    columns of G_a as cotangents (the integral is linear), so the longer side costs as
+    many backward products as the shorter side has tokens.
     """
     if mode not in ("auto", "vjp", "jvp"):
         raise IrlensError(f"unknown mode '{mode}'; use auto, vjp or jvp")
@@ -115,7 +122,9 @@ def integrated_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     with torch.no_grad():
         dim = int(fn(x[None]).shape[-1])
     moving = (delta != 0).any(-1).nonzero().flatten()
-    if mode == "auto":
+    if cotangents is not None:
+        mode = "vjp"
+    elif mode == "auto":
         mode = "jvp" if len(moving) < dim else "vjp"
     per_row = _saved_bytes(fn, x, params) * _SAFETY if memory_budget is not None else 0.0
     budget = parse_memory(memory_budget) if memory_budget is not None else math.inf
@@ -123,20 +132,21 @@ def integrated_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
         return _jvp_rows(fn, x, x0, alphas, weights, moving, dim, per_row, budget, forward_ad)
     # one (dimension, row) of the vmapped backward holds about one row of saved tensors
     rows = int(max(1, min(len(alphas), budget / (2 * per_row)))) if per_row else len(alphas)
-    dims = int(max(1, min(dim, (budget - rows * per_row) / (rows * per_row)))) \
-        if per_row else dim
-    acc = torch.zeros(dim, *x.shape, dtype=torch.float32, device=x.device)
-    eye = torch.eye(dim, device=x.device)
+    basis = torch.eye(dim, device=x.device) if cotangents is None else cotangents.float()
+    n_out = basis.shape[0]
+    dims = int(max(1, min(n_out, (budget - rows * per_row) / (rows * per_row)))) \
+        if per_row else n_out
+    acc = torch.zeros(n_out, *x.shape, dtype=torch.float32, device=x.device)
     for start in range(0, len(alphas), rows):
         a = alphas[start:start + rows].to(x.device, x.dtype).view(-1, 1, 1)
         w = weights[start:start + rows].to(x.device, torch.float32).view(1, -1, 1, 1)
         with torch.enable_grad():
             path = (x0 + a * (x - x0)).detach().requires_grad_(True)
             out = fn(path)
-            for d0 in range(0, dim, dims):
-                d1 = min(dim, d0 + dims)
-                grad_out = eye[d0:d1, None, :].expand(d1 - d0, len(a), dim).to(out.dtype)
-                (g,) = torch.autograd.grad(out, path, grad_out, retain_graph=d1 < dim,
+            for d0 in range(0, n_out, dims):
+                d1 = min(n_out, d0 + dims)
+                grad_out = basis[d0:d1, None, :].expand(d1 - d0, len(a), dim).to(out.dtype)
+                (g,) = torch.autograd.grad(out, path, grad_out, retain_graph=d1 < n_out,
                                            is_grads_batched=True)
                 acc[d0:d1] += (g.float() * w).sum(1)
             del out, path
@@ -276,8 +286,10 @@ class IntegratedJacobians:
         memory_budget: activation plus batched-gradient memory per chunk (``"1GB"``).
         max_doc_tokens: cut documents to this many word pieces first.
         gap_tolerance: warn when |sum(A) - expected| exceeds this share of |expected|.
-        mode: ``"auto"`` (per side, the cheaper of D batched vector-Jacobian products
-            and T forward-mode products), ``"vjp"`` or ``"jvp"``; same numbers.
+        mode: ``"auto"``: the side with fewer tokens T1 gets its full G (the cheaper of D
+            vmapped VJPs and T1 forward-mode products), the other side T1 VJPs with G's
+            columns as cotangents; ``"vjp"`` / ``"jvp"``: both sides' G in full by that
+            mode, then the contraction. Same numbers, ``auto`` is the fastest.
     """
 
     name = "integrated-jacobians"
@@ -326,18 +338,31 @@ class IntegratedJacobians:
         with frozen(self.model):
             for p, info in enumerate(infos):
                 sides = {}
-                for s in (q_stream, d_stream):
+                n_moving = {s.side: int(s.moves[p].sum()) for s in (q_stream, d_stream)}
+                order = sorted((q_stream, d_stream), key=lambda s: n_moving[s.side])
+                for k, s in enumerate(order):
                     n = int(s.lengths[p])
                     fn = self._embed_fn(s, p)
+                    # "auto": the shorter side's G in full, the longer side's products
+                    # with G's columns as cotangents (the contraction, fused)
+                    cot = sides[order[0].side][0].T if k == 1 and self.mode == "auto" \
+                        else None
                     g = integrated_jacobian(
                         fn, s.x[p, :n], s.x0[p, :n], self.n_steps, self.rule,
                         self.memory_budget, self.model.parameters(), self.mode,
-                        lambda s=s: _attention_probes(self.model._encoder_for(s.side)))
+                        lambda s=s: _attention_probes(self.model._encoder_for(s.side)),
+                        cotangents=cot)
                     with torch.no_grad():
                         ends = fn(torch.stack([s.x[p, :n], s.x0[p, :n]]))
                     sides[s.side] = (g, ends[0], ends[1])
                 (gq, eq, rq), (gd, ed, rd) = sides["query"], sides["doc"]
-                matrix = (gq.T @ gd).cpu().double().numpy()  # the one contraction
+                if self.mode != "auto":
+                    matrix = gq.T @ gd  # the one contraction
+                elif order[0].side == "query":
+                    matrix = gd  # already G_q^T G_d
+                else:
+                    matrix = gq.T
+                matrix = matrix.cpu().double().numpy()
                 s_ab, s_rb, s_ar, s_rr = (float(u @ v) for u, v in
                                           ((eq, ed), (rq, ed), (eq, rd), (rq, rd)))
                 expected = s_ab - s_rb - s_ar + s_rr
