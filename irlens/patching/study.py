@@ -65,7 +65,9 @@ class PatchingStudy(Artifact):
     manifest: Manifest = field(default_factory=lambda: Manifest("patching-study"))
 
     def top_components(self, k: int = 5, direction: str = "denoise") -> list[dict[str, Any]]:
-        """The ``k`` heads or FFN layers with the largest mean effect."""
+        """The ``k`` heads or FFN layers that matter most: the largest mean denoising
+        effect (restores the most), or the smallest mean noising effect (its corruption
+        alone removes the most)."""
         d = DIRECTIONS.index(direction)
         rows = [{"component": f"layer.{li}.attn.heads[{h}]", "layer": li, "head": h,
                  "effect": float(v), "ci": float(self.heads_ci[d, li, h])}
@@ -73,7 +75,8 @@ class PatchingStudy(Artifact):
         rows += [{"component": f"layer.{li}.ffn.out", "layer": li, "head": None,
                   "effect": float(v), "ci": float(self.ffn_ci[d, li])}
                  for li, v in enumerate(self.ffn_mean[d])]
-        return sorted(rows, key=lambda r: -r["effect"])[:k]
+        sign = -1.0 if direction == "denoise" else 1.0
+        return sorted(rows, key=lambda r: sign * r["effect"])[:k]
 
     def to_frame(self) -> pd.DataFrame:
         out = []
