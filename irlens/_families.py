@@ -24,6 +24,7 @@ class Family:
     word_embeddings: str
     layers: str
     attn_self: str  # the self-attention module whose eager softmax irlens probes
+    attn_out: str  # Linear: concatenated head outputs -> hidden (its input = head outputs)
     ffn_pre: str  # Linear: hidden -> intermediate, output before the activation
     ffn_post: str  # module whose output is the intermediate after the activation
     ffn_out: str  # Linear: intermediate -> hidden
@@ -43,6 +44,7 @@ _BERT_LIKE = dict(
     word_embeddings="embeddings.word_embeddings",
     layers="encoder.layer",
     attn_self="attention.self",
+    attn_out="attention.output.dense",
     ffn_pre="intermediate.dense",
     ffn_post="intermediate",
     ffn_out="output.dense",
@@ -61,6 +63,7 @@ FAMILIES["distilbert"] = Family(
     word_embeddings="embeddings.word_embeddings",
     layers="transformer.layer",
     attn_self="attention",
+    attn_out="attention.out_lin",
     ffn_pre="ffn.lin1",
     ffn_post="ffn.activation",
     ffn_out="ffn.lin2",

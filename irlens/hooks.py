@@ -62,7 +62,7 @@ class HookPoint:
 
     name: str
     module: nn.Module
-    kind: str  # embeddings | attn.probs | ffn.pre | ffn.post | ffn.out | resid
+    kind: str  # embeddings | attn.probs | attn.heads | ffn.pre | ffn.post | ffn.out | resid
     layer: int | None
     units: int  # size of the unit axis (heads for attn.probs, last dim otherwise)
     shape: str
@@ -100,6 +100,8 @@ def hook_points(model: Retriever | nn.Module, side: str | None = None) -> dict[s
     for i, layer in enumerate(fam.layer_list(body)):
         parts = {
             "attn.probs": (layer.get_submodule(fam.attn_self), n_heads, "[B, A, T, T]"),
+            # head outputs, concatenated: the input of the attention output projection
+            "attn.heads": (layer.get_submodule(fam.attn_out), n_heads, "[B, T, A*D]"),
             "ffn.pre": (layer.get_submodule(fam.ffn_pre), n_ffn, "[B, T, I]"),
             "ffn.post": (layer.get_submodule(fam.ffn_post), n_ffn, "[B, T, I]"),
             "ffn.out": (layer.get_submodule(fam.ffn_out), hidden, "[B, T, H]"),
@@ -123,7 +125,7 @@ def resolve_names(model: Retriever | nn.Module, names: str | Sequence[str],
         if not matched:
             raise IrlensError(
                 f"unknown hook point '{pattern}'; names look like embeddings, "
-                f"layer.0.attn.probs, layer.0.ffn.pre|post|out, layer.0.resid "
+                f"layer.0.attn.probs|heads, layer.0.ffn.pre|post|out, layer.0.resid "
                 f"(layers 0-{len(points) // 5 - 1}; `irlens hooks MODEL` lists them)"
             )
         chosen.extend(p for p in matched if p not in chosen)
@@ -225,7 +227,17 @@ def _hooks(model: Retriever | nn.Module, names: str | Sequence[str], side: str |
                     return None
                 return _map_output(output, fn)
 
-            handle = _probe_module(point).register_forward_hook(hook)
+            if point.kind == "attn.heads":  # the projection's input: a pre-hook
+
+                def pre_hook(_module, args, fn=fn):
+                    if not _side_ok(model, side):
+                        return None
+                    new = fn(args[0])
+                    return None if new is None else (new, *args[1:])
+
+                handle = point.module.register_forward_pre_hook(pre_hook)
+            else:
+                handle = _probe_module(point).register_forward_hook(hook)
             stack.callback(handle.remove)
         yield points
 
@@ -390,6 +402,8 @@ def ablate(model: Retriever | nn.Module, names: str | Sequence[str], *,
         if sel is not None:
             unit_mask = torch.zeros_like(unit_mask)
             unit_mask[torch.as_tensor(sel, dtype=torch.long, device=act.device)] = True
+        if point.kind == "attn.heads":  # a head is a slice of head_dim features
+            unit_mask = unit_mask.repeat_interleave(act.shape[-1] // point.units)
         tok_dim = 2 if point.kind == "attn.probs" else 1
         pos = _position_mask(positions, ctx.batch, act.shape[tok_dim], act.device)
         # broadcast masks to the activation's layout

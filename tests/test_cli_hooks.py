@@ -17,7 +17,7 @@ def test_hooks_lists_points_with_unit_counts(tiny_root):
     result = runner.invoke(app, ["hooks", str(folder), "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert len(rows) == 11
+    assert len(rows) == 13  # embeddings + 6 points x 2 layers
     assert rows["layer.1.ffn.pre"]["units"] == 48 and rows["layer.0.attn.probs"]["units"] == 4
     assert rows["layer.1.ffn.out"]["module"] == "transformer.layer.1.ffn.lin2"
 

@@ -18,7 +18,8 @@ def _irlens_hooks(model) -> int:
     """Forward hooks that irlens owns (transformers installs some of its own)."""
     return sum(
         getattr(hook, "__module__", "").startswith("irlens") or hasattr(m, "irlens_probs")
-        for m in model.modules() for hook in m._forward_hooks.values()
+        for m in model.modules()
+        for hook in [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]
     ) + sum(hasattr(m, "irlens_probs") for m in model.modules())
 
 
@@ -45,7 +46,7 @@ def test_captures_equal_a_manual_forward(tiny_root, family, kind):
     batch = model.tokenize(Q + ["dogs"], D + ["dogs bark"]) if kind == "cross" else \
         model.tokenize(D + ["dogs bark"], "doc")
     points = hook_points(model)
-    assert len(points) == 1 + 5 * 2
+    assert len(points) == 1 + 6 * 2
     with capture(model, list(points)) as cache:
         model.forward_embeds(batch)
     ref = _hf_reference(model, batch)

@@ -7,6 +7,7 @@ from irlens.cli import (
     explain_cmd,  # noqa: F401
     hooks_cmd,  # noqa: F401
     neurons_cmd,  # noqa: F401
+    patch_cmd,  # noqa: F401
     probe_cmd,  # noqa: F401
     sae_cmd,  # noqa: F401
     study_cmd,  # noqa: F401

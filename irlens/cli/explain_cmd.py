@@ -118,11 +118,18 @@ def explain_command(
                              "attribution.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     top: int = typer.Option(8, help="How many top words to print."),
+    pairs: bool = typer.Option(False, "--pairs", help="Bi-encoders: which query word met "
+                               "which document word (integrated Jacobians)."),
 ) -> None:
     """Attribute a (QUERY, DOC) score to tokens and show the words that matter most.
 
     Example: irlens explain "what do cats eat" @doc.txt --method occlusion-mask --html out.html
     """
+    if pairs:
+        from irlens.cli._pairs import explain_pairs
+
+        return explain_pairs(query, doc, model, steps, rule, baseline, max_doc_tokens,
+                             memory_budget, device.value, html, json_path, top)
     from irlens.attribution import make_method
     from irlens.attribution.html import save_html
     from irlens.models import load_model
