@@ -153,11 +153,11 @@ def test_explain_pairs_page_in_headless_chromium(tiny_root, tmp_path):
     from tests.tiny import tiny_model_dir
 
     folder = tiny_model_dir(tiny_root)
-    page_path, json_path = tmp_path / "pairs.html", tmp_path / "pairs.json"
+    page_path, json_path = tmp_path / "out" / "pairs.html", tmp_path / "out" / "pairs.json"
     doc = DOC + " <b>bold</b>"
     res = CliRunner().invoke(app, ["explain", QUERY, doc, "--pairs", "--model", str(folder),
-                                   "--device", "cpu", "--steps", "6", "--html",
-                                   str(page_path), "--json", str(json_path)])
+                                   "--device", "cpu", "--steps", "6", "--out",
+                                   str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert " x " in res.stdout
     errors = []

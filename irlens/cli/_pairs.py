@@ -28,38 +28,44 @@ def _refuse_cross_encoder(model: str) -> None:
 
 def explain_pairs(query: str, doc: str, model: str, steps: int, rule: str, baseline: str,
                   max_doc_tokens: int | None, memory_budget: str, device: str,
-                  html: Path | None, json_path: Path | None, top: int) -> None:
-    """Compute, print the top pairs, and write the page / JSON when asked."""
+                  html: Path | None, out: Path | None, as_json: bool, top: int) -> None:
+    """Compute, print the top pairs (or JSON with ``as_json``), and write the page and
+    ``pairs.json`` when asked (``out`` is a folder: ``pairs.html`` and ``pairs.json``)."""
     from irlens.attribution.pairs import IntegratedJacobians
-    from irlens.cli.explain_cmd import _warnings_as_lines
+    from irlens.cli._app import warnings_as_lines
     from irlens.models import load_model
 
     _refuse_cross_encoder(model)
     retriever = load_model(model, device=device)
     method = IntegratedJacobians(retriever, baseline=baseline, n_steps=steps, rule=rule,
                                  memory_budget=memory_budget, max_doc_tokens=max_doc_tokens)
-    with _warnings_as_lines():
+    with warnings_as_lines():
         [result] = method.attribute([query], [doc])
-    if html is not None:
-        from irlens.attribution.pairs_view import save_pairs_html
+    import json
 
-        save_pairs_html([result], html, top)
-    if json_path is not None:
-        import json
+    from irlens._io import atomic_path
+    from irlens.attribution.pairs_view import save_pairs_html
 
-        from irlens._io import atomic_path
-
-        q, d, m = result.words()
-        payload = {"query_words": q, "doc_words": d, "matrix": m.tolist(),
-                   "score": result.score, "expected": result.expected,
-                   "completeness_gap": result.completeness_gap,
-                   "top_pairs": result.top_pairs(top), "parameters": result.parameters}
-        with atomic_path(json_path) as tmp:
+    q, d, m = result.words()
+    payload = {"query_words": q, "doc_words": d, "matrix": m.tolist(),
+               "score": result.score, "expected": result.expected,
+               "completeness_gap": result.completeness_gap,
+               "top_pairs": result.top_pairs(top), "parameters": result.parameters}
+    written = []
+    if out is not None:
+        html = html or out / "pairs.html"
+        with atomic_path(out / "pairs.json") as tmp:
             tmp.write_text(json.dumps(payload) + "\n")
+        written.append(out / "pairs.json")
+    if html is not None:
+        save_pairs_html([result], html, top)
+        written.append(html)
+    for path in written:
+        typer.echo(f"wrote {path}", err=True)
+    if as_json:
+        typer.echo(json.dumps(payload))
+        return
     typer.echo(f"score: {result.score:.4f}   four-term sum: {result.expected:.4f}   "
                f"completeness gap: {result.completeness_gap:.2e} ({result.relative_gap:.2%})")
     for q, d, v in result.top_pairs(top):
         typer.echo(f"  {v:+.4f}  {q} x {d}")
-    for path in (html, json_path):
-        if path is not None:
-            typer.echo(f"wrote {path}", err=True)

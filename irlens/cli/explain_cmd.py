@@ -128,8 +128,8 @@ def explain_command(
     if pairs:
         from irlens.cli._pairs import explain_pairs
 
-        return explain_pairs(query, doc, model, steps, rule, baseline, max_doc_tokens,
-                             memory_budget, device.value, html, json_path, top)
+        return explain_pairs(query, doc, model, steps, rule, baseline or "mask", max_doc_tokens,
+                             memory_budget, device.value, html, out, as_json, top)
     from irlens.attribution import make_method
     from irlens.attribution.html import save_html
     from irlens.models import load_model
