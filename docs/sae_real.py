@@ -1,12 +1,12 @@
-"""The real-data SAE study behind docs/notes/sae.md (default model, scifact + nfcorpus).
+"""The real-data SAE study behind docs/sae.md (default model, scifact + nfcorpus).
 
 Phases (each resumable; results in $SAE_RESULTS, default /work/results/sae/real):
 
-    python docs/notes/sae_real.py cache      # document + test-query vectors -> activation cache
-    python docs/notes/sae_real.py train 64   # one SAE per k (run the four k in parallel)
-    python docs/notes/sae_real.py eval       # fidelity table
-    python docs/notes/sae_real.py explain    # dictionaries, scores, browser (k=64)
-    python docs/notes/sae_real.py steer      # PRF and latent steering (k=64)
+    python docs/sae_real.py cache      # document + test-query vectors -> activation cache
+    python docs/sae_real.py train 64   # one SAE per k (run the four k in parallel)
+    python docs/sae_real.py eval       # fidelity table
+    python docs/sae_real.py explain    # dictionaries, scores, browser (k=64)
+    python docs/sae_real.py steer      # PRF and latent steering (k=64)
 
 Document vectors come from irlens's encode_corpus cache ($IRLENS_CACHE_DIR); on this shared
 2-core machine nfcorpus may not be fully encoded in time, so ``cache`` also takes the
