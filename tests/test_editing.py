@@ -172,11 +172,11 @@ def test_cli_refuses_bad_options_before_loading(tmp_path):
 @pytest.mark.real
 def test_rank_one_insert_on_the_real_model(default_model, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path))
-    dataset = load_dataset(data_dir / "scifact").subset(max_docs=300, max_queries=30)
+    dataset = load_dataset(data_dir / "scifact").subset(max_docs=150, max_queries=20)
     bench = EditBench(default_model, dataset)
     request = make_requests(default_model, dataset, "insert", 1, seed=1,
                             ranking=bench.before)[0]
-    moment = key_covariance(default_model, dataset.doc_texts()[:200], layer=2)
+    moment = key_covariance(default_model, dataset.doc_texts()[:100], layer=2)
     edit = RankOneEditor(moment, layer=2).fit(default_model, [request])
     row = bench.measure(edit, [request])[0]
     assert row["rank_before"] > 10 and row["efficacy"], row
