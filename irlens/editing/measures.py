@@ -67,7 +67,7 @@ class EditBench:
         for r in requests:
             check_request(r, self.before)
         with edit.applied(self.model):
-            after = rank_corpus(self.model, self.dataset, progress=self.progress)
+            after = rank_corpus(self.model, self.dataset)  # the jobs bar shows progress
             extra = [t for r in requests for t in r.paraphrases]
             para = self.model.encode_queries(extra) if extra else None
         para_scores = None if para is None else self.model.similarity(para, after.docs)
