@@ -16,8 +16,9 @@ from irlens.errors import IrlensError
 
 app = typer.Typer(
     name="irlens",
-    help="Look inside neural retrievers: evaluate them, attribute their scores to tokens "
-    "and neurons, prune relevance neurons.",
+    help="Look inside neural retrievers: evaluate them; attribute their scores to tokens, "
+    "token pairs, neurons and components; probe, edit and train them; find concepts with "
+    "sparse autoencoders; run whole studies.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -73,6 +74,7 @@ def echo_json(payload: Any) -> None:
 
 @app.callback()
 def _root() -> None:
-    """Look inside neural retrievers: evaluate them, attribute their scores to tokens and
-    neurons, prune relevance neurons. Models: 'default' (all-MiniLM-L6-v2, offline), a
-    model folder, or a Hugging Face id."""
+    """Look inside neural retrievers: evaluate them; attribute their scores to tokens,
+    token pairs, neurons and components; probe, edit and train them; find concepts with
+    sparse autoencoders; run whole studies. Models: 'default' (all-MiniLM-L6-v2,
+    offline), a model folder, or a Hugging Face id."""
