@@ -196,16 +196,21 @@ def chunk_encoder() -> Callable | None:
     return _CHUNKS.get()
 
 
+def _pool_size(address: str, workers: int | None, device: str) -> tuple[int, int]:
+    """Connect; return (GPUs the actors may use, number of actors): one actor per GPU
+    where GPUs exist, else one per CPU, unless ``workers`` says."""
+    resources = connect(address)
+    gpus = int(resources.get("GPU", 0)) if device in ("auto", "cuda") else 0
+    return gpus, workers or gpus or max(1, int(resources.get("CPU", 1)))
+
+
 @contextlib.contextmanager
 def scale_out(address: str, model_name: str, *, workers: int | None = None,
               **load: Any) -> Iterator[None]:
     """While the block runs, corpus-encoding chunks go to Ray actors, each holding
     ``load_model(model_name, **load)`` (checked against the driver's fingerprint)."""
     ray = require_ray()
-    resources = connect(address)
-    gpus = int(resources.get("GPU", 0)) if load.get("device", "auto") in ("auto", "cuda") \
-        else 0
-    workers = workers or gpus or max(1, int(resources.get("CPU", 1)))
+    gpus, workers = _pool_size(address, workers, load.get("device", "auto"))
 
     @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
     class Encoder:
@@ -323,10 +328,7 @@ def scale_jobs(address: str, model_name: str, *, workers: int | None = None,
     which saves each as it arrives. A worker killed mid-job is restarted and its job
     retried; one that fails :data:`RETRIES` + 1 times stops the run (rerun to resume)."""
     ray = require_ray()
-    resources = connect(address)
-    gpus = int(resources.get("GPU", 0)) if load.get("device", "auto") in ("auto", "cuda") \
-        else 0
-    workers = workers or gpus or max(1, int(resources.get("CPU", 1)))
+    gpus, workers = _pool_size(address, workers, load.get("device", "auto"))
 
     @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
     class JobWorker:
