@@ -153,7 +153,13 @@ def test_cross_encoder_trains_saves_and_reports_bm25(tiny_root, triples, tmp_pat
     distilled = train_cross_encoder(triples, tmp_path / "kd", base=str(base), negatives=1,
                                     teacher=str(base), batch_size=2, max_length=32,
                                     device="cpu", progress=False)
-    assert distilled.parameters["loss"] == "MarginMSELoss" and distilled.train_loss
+    assert distilled.parameters["loss"] == "ListNetLoss" and distilled.train_loss
+    margin = train_cross_encoder(triples, tmp_path / "mm", base=str(base), negatives=1,
+                                 teacher=str(base), distillation="margin-mse", batch_size=2,
+                                 max_length=32, device="cpu", progress=False)
+    assert margin.parameters["loss"] == "MarginMSELoss" and margin.train_loss
+    with pytest.raises(IrlensError, match="unknown distillation 'kl'"):
+        train_cross_encoder(triples, tmp_path / "x", teacher=str(base), distillation="kl")
 
 
 def test_bad_cross_encoder_input(tmp_path, tiny_root):

@@ -115,10 +115,12 @@ def train_cross_encoder_command(
     negative_pool: Path = typer.Option(None, help="BEIR folder whose unjudged documents give "
                                        "extra BM25 negatives (every judged one removed)."),
     pool_depth: int = typer.Option(30, help="BM25 depth in the negative pool."),
-    teacher: str = typer.Option(None, help="Bi-encoder to distil from with Margin-MSE "
-                                "(e.g. 'default'); without it: binary cross-entropy."),
+    teacher: str = typer.Option(None, help="Bi-encoder to distil from (e.g. 'default'); "
+                                "without it: binary cross-entropy."),
     teacher_scale: float = typer.Option(10.0, help="Teacher similarities are multiplied "
-                                        "by this."),
+                                        "by this (listwise: an inverse temperature)."),
+    distillation: str = typer.Option("listwise", help="With --teacher: 'listwise' (ListNet "
+                                     "on the teacher's softmax) or 'margin-mse'."),
     epochs: int = typer.Option(1, help="Training epochs."),
     batch_size: int = typer.Option(16, help="Groups (BCE: pairs) per step."),
     lr: float = typer.Option(2e-5, help="Learning rate (10%% linear warm-up)."),
@@ -146,7 +148,8 @@ def train_cross_encoder_command(
             list(data), out, split=split, base=base, negatives=negatives,
             max_queries=max_queries,
             negative_pool=negative_pool, pool_depth=pool_depth, teacher=teacher,
-            teacher_scale=teacher_scale, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+            teacher_scale=teacher_scale, distillation=distillation, epochs=epochs,
+            batch_size=batch_size, learning_rate=lr,
             max_length=max_length, seed=seed, save_steps=save_steps, device=device.value,
             eval_data=eval_data, eval_split=eval_split, eval_depth=eval_depth,
             eval_queries=eval_queries)

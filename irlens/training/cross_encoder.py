@@ -18,10 +18,15 @@ Losses (sentence-transformers' cross-encoder losses):
 
 - no teacher: ``BinaryCrossEntropyLoss`` on (query, passage, 0/1) pairs, the loss of the
   ms-marco MiniLM rerankers;
-- ``teacher`` (a bi-encoder, e.g. ``default``): Margin-MSE distillation (Hofstaetter et al.
-  2020, "Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge
-  Distillation"): the student's score margins ``s(q, p) - s(q, n_i)`` regress the
-  teacher's similarity margins times ``teacher_scale``.
+- ``teacher`` (a bi-encoder, e.g. ``default``) with ``distillation="listwise"`` (the
+  default): ``ListNetLoss`` against the teacher's softmax over each group, i.e. listwise
+  KL distillation with temperature ``1 / teacher_scale`` (as in RankGPT/RankZephyr-style
+  and Rank-DistiLLM distillation); every passage in a group is a training signal;
+- ``distillation="margin-mse"``: Margin-MSE (Hofstaetter et al. 2020, "Improving
+  Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation"): the
+  student's margins ``s(q, p) - s(q, n_i)`` regress the teacher's similarity margins
+  times ``teacher_scale``. With 1,000 MS MARCO queries it learns far more slowly than
+  the listwise loss (docs/training.md).
 
 Checkpoints are written every ``save_steps`` beside the output folder (``.NAME.ckpt``) and
 a rerun with the same arguments resumes from the last one. Training needs
@@ -269,6 +274,7 @@ def train_cross_encoder(
     pool_depth: int = 30,
     teacher: str | None = None,
     teacher_scale: float = 10.0,
+    distillation: str = "listwise",
     epochs: int = 1,
     batch_size: int = 16,
     learning_rate: float = 2e-5,
@@ -297,6 +303,9 @@ def train_cross_encoder(
         raise IrlensError(f"negative pool {negative_pool} is not a BEIR folder")
     if eval_data is not None:
         check_split(eval_data, eval_split, "evaluation")
+    if distillation not in DISTILLATION_LOSSES:
+        raise IrlensError(f"unknown distillation {distillation!r}; use one of "
+                          f"{', '.join(DISTILLATION_LOSSES)}")
     if epochs < 1 or batch_size < 1 or learning_rate <= 0 or negatives < 1:
         raise IrlensError("epochs, batch_size and negatives must be >= 1 and "
                           "learning_rate > 0")
@@ -306,7 +315,7 @@ def train_cross_encoder(
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
     )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MarginMSELoss
+    from sentence_transformers.cross_encoder import losses as ce_losses
 
     from irlens.models import load_model, resolve_model_path
     from irlens.models.loading import _pick_device
@@ -319,7 +328,8 @@ def train_cross_encoder(
               "pool_depth": pool_depth, "teacher": teacher, "teacher_scale": teacher_scale,
               "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
               "max_length": max_length, "seed": seed, "warmup_ratio": 0.1,
-              "loss": "MarginMSELoss" if teacher else "BinaryCrossEntropyLoss"}
+              "loss": DISTILLATION_LOSSES[distillation] if teacher
+              else "BinaryCrossEntropyLoss"}
     groups: list[Group] = []
     for src in sources:
         groups += training_groups(src, split, negatives, max_queries=max_queries, seed=seed,
@@ -334,10 +344,13 @@ def train_cross_encoder(
                               "'default'")
         scores = teacher_scores(teacher_model, groups, progress=progress)
         del teacher_model
-        columns: dict[str, list[Any]] = {"query": [g.query for g in groups],
-                                         "positive": [g.positive for g in groups]}
-        for i in range(negatives):
-            columns[f"negative_{i + 1}"] = [g.negatives[i] for g in groups]
+        columns: dict[str, list[Any]] = {"query": [g.query for g in groups]}
+        if distillation == "listwise":
+            columns["docs"] = [[g.positive, *g.negatives] for g in groups]
+        else:
+            columns["positive"] = [g.positive for g in groups]
+            for i in range(negatives):
+                columns[f"negative_{i + 1}"] = [g.negatives[i] for g in groups]
         columns["label"] = [[teacher_scale * s for s in row] for row in scores]
         n_pairs = len(groups) * (1 + negatives)
     else:
@@ -350,7 +363,7 @@ def train_cross_encoder(
     model = CrossEncoder(resolve_model_path(base), num_labels=1, max_length=max_length,
                          device=dev)
     train = hf_datasets.Dataset.from_dict(columns)
-    loss = MarginMSELoss(model) if teacher else BinaryCrossEntropyLoss(model)
+    loss = getattr(ce_losses, params["loss"])(model)
     ckpt = checkpoint_dir(out, params)
     steps = max(1, len(train) // batch_size)
     args = CrossEncoderTrainingArguments(
@@ -378,6 +391,9 @@ def train_cross_encoder(
     result.seconds = round(time.time() - start, 1)
     result.save(out / "training")
     return result
+
+
+DISTILLATION_LOSSES = {"listwise": "ListNetLoss", "margin-mse": "MarginMSELoss"}
 
 
 def rerank_evaluation(model, data: str | Path, split: str = "test", depth: int = 100,
