@@ -363,7 +363,11 @@ def train_cross_encoder(
     model = CrossEncoder(resolve_model_path(base), num_labels=1, max_length=max_length,
                          device=dev)
     train = hf_datasets.Dataset.from_dict(columns)
-    loss = getattr(ce_losses, params["loss"])(model)
+    loss_class = getattr(ce_losses, params["loss"])
+    # ListNet's default splits a step into mini-batches of `batch_size` pairs (4 queries
+    # x 16 passages would run as 16 forwards of 4): one forward per step is ~3x faster
+    loss = (loss_class(model, mini_batch_size=0) if params["loss"] == "ListNetLoss"
+            else loss_class(model))
     ckpt = checkpoint_dir(out, params)
     steps = max(1, len(train) // batch_size)
     args = CrossEncoderTrainingArguments(
