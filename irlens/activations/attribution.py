@@ -342,19 +342,20 @@ class KnowledgeNeurons:
         sums = {sub: torch.zeros(n_ex, entry.act(sub).shape[-1], dtype=torch.float64,
                                  device=dev) for sub in SUBLAYERS}
 
-        def add(sub: str, ex: torch.Tensor, grad: torch.Tensor) -> None:
+        def add(sub: str, ex: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor) -> None:
             if sub == "keys" and entry.post:
-                g_keys.index_add_(0, ex, grad)
-            else:
-                sums[sub].index_add_(0, ex, (entry.act(sub)[ex].double() * grad
-                                             * mask[ex]).sum(1))
+                g_keys.index_add_(0, ex, grad.double() * weight)
+            else:  # per row in the model's dtype, as the hook path does, then weighted
+                per_row = (entry.act(sub)[ex] * grad * mask[ex].to(grad.dtype)).sum(1)
+                sums[sub].index_add_(0, ex, per_row.double() * weight.view(-1, 1))
 
         everyone = torch.arange(n_ex, device=dev)
         if path.w_one:  # the alpha=1 rows: the clean pass's gradients
             for sub in self.sublayers:
                 grad = states.grad_pre[layer] if sub == "keys" and not entry.post \
                     else states.grad_out[layer]
-                add(sub, everyone, path.w_one * grad.double())
+                add(sub, everyone, grad, torch.full((n_ex, 1, 1), path.w_one,
+                                                    dtype=torch.float64, device=dev))
         plan = [(e, s, k) for e in range(n_ex) for s in self.sublayers
                 for k in range(len(path.alphas))]
         for lo in range(0, len(plan), rows_cap):
@@ -370,11 +371,11 @@ class KnowledgeNeurons:
                 grads = torch.autograd.grad(values.sum(), [leaf for leaf, _ in leaves])
             weight = path.weights[k].to(dev).view(-1, 1, 1)
             for (_, sel), grad in zip(leaves, grads, strict=True):
-                grad = grad.double() * weight[sel]
+                idx = torch.nonzero(sel).flatten()  # the chunk's rows behind grad's rows
                 for sub in self.sublayers:
-                    pick = is_key[sel] == (sub == "keys")
-                    if bool(pick.any()):
-                        add(sub, ex[sel][pick], grad[pick])
+                    local = is_key[idx] == (sub == "keys")
+                    if bool(local.any()):
+                        add(sub, ex[idx[local]], grad[local], weight[idx[local]])
         if "keys" in self.sublayers and entry.post:
             sums["keys"] = (entry.act("keys").double() * (g_keys @ entry.dense.weight.double())
                             * mask).sum(1)
