@@ -122,17 +122,21 @@ def worker(args: argparse.Namespace) -> None:
     queries, docs = _examples(max(args.queries, args.docs))
     cases = [("query", queries[:args.queries], model.encode_docs(docs[:args.queries])),
              ("doc", docs[:args.docs], model.encode_queries(queries[:args.docs]))]
+
+    def run(texts, side, partners, steps):
+        if args.side == "irlens":
+            kn = KnowledgeNeurons(model, n_steps=steps, rule=args.rule,
+                                  memory_budget=args.memory_budget)
+            assert kn.passes == "suffix"
+            return kn.attribute(texts, side, partners)
+        return _loop(model, texts, side, partners, steps, args.rule)
+
+    run(queries[:1], "query", cases[0][2][:1], 2)  # warm-up (first calls), both sides
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     results = {}
     for side, texts, partners in cases:
         start = time.perf_counter()
-        if args.side == "irlens":
-            kn = KnowledgeNeurons(model, n_steps=args.steps, rule=args.rule,
-                                  memory_budget=args.memory_budget)
-            assert kn.passes == "suffix"
-            out = kn.attribute(texts, side, partners)
-        else:
-            out = _loop(model, texts, side, partners, args.steps, args.rule)
+        out = run(texts, side, partners, args.steps)
         seconds = time.perf_counter() - start
         path = Path(args.dump) / f"{args.side}-{side}.npz"
         np.savez(path, keys=out["keys"], values=out["values"], zeroed=out["zeroed"])

@@ -227,21 +227,32 @@ def test_suffix_path_refuses_what_it_cannot_run_and_auto_falls_back(tiny_root, m
         np.testing.assert_array_equal(auto[key], hooked[key])
 
 
-def test_model_is_left_as_it_was_after_an_exception(model, monkeypatch):
+@pytest.mark.parametrize("passes,fail_at", [("suffix", 1), ("suffix", 3), ("per-layer", 1)])
+def test_model_is_left_as_it_was_after_an_exception(model, monkeypatch, passes, fail_at):
+    """An error in the clean pass (call 1) or inside a suffix pass (call 3) leaves no hook,
+    no frozen parameter and no changed normalisation behind."""
     import irlens.activations.attribution as attribution
 
     before = model.encode_queries(QUERIES)
     flags = [p.requires_grad for p in model.parameters()]
     normalize = model.normalize
+    calls = []
+    real = attribution._target_fn
 
-    def boom(*_a, **_k):
-        def target(_pooled):
-            raise RuntimeError("mid-run")
+    def boom(*a, **k):
+        fn = real(*a, **k)
+
+        def target(pooled):
+            calls.append(1)
+            if len(calls) == fail_at:
+                raise RuntimeError("mid-run")
+            return fn(pooled)
         return target
 
     monkeypatch.setattr(attribution, "_target_fn", boom)
     with pytest.raises(RuntimeError, match="mid-run"):
-        KnowledgeNeurons(model, n_steps=3, target="norm").attribute(QUERIES, "query")
+        KnowledgeNeurons(model, n_steps=3, target="norm", passes=passes).attribute(
+            QUERIES, "query")
     assert [p.requires_grad for p in model.parameters()] == flags
     assert model.normalize == normalize and model.active_edits == []
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
