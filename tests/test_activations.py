@@ -150,24 +150,112 @@ def test_one_forward_reads_every_layer_step_and_example(model):
         np.testing.assert_allclose(batched[key][:1], alone[key], rtol=1e-5, atol=1e-7)
 
 
-def test_model_is_left_as_it_was_after_an_exception(model, monkeypatch):
+@pytest.mark.parametrize("family,keys,rule,target,side", [
+    ("bert", "post", "riemann_right", "relevance", "query"),  # alpha=1: the clean gradient
+    ("bert", "post", "gausslegendre", "relevance", "doc"),
+    ("bert", "pre", "riemann_right", "relevance", "query"),
+    ("bert", "pre", "gausslegendre", "norm", "doc"),
+    ("roberta", "post", "riemann_right", "norm", "query"),
+    ("electra", "pre", "gausslegendre", "relevance", "doc")])
+def test_suffix_path_equals_the_hook_path(tiny_root, family, keys, rule, target, side):
+    """The suffix runner (own code from each layer's FFN output upwards) against the hook
+    path (a full forward with the layer scaled through hooks), mean pooling so that the
+    norm target is not constant."""
+    model = tiny_model(tiny_root, family, "bi", pooling="mean")
+    texts, others = (QUERIES, DOCS) if side == "query" else (DOCS, QUERIES)
+    encode = model.encode_docs if side == "query" else model.encode_queries
+    partners = encode(others) if target == "relevance" else None
+    kw = dict(n_steps=5, rule=rule, keys=keys, target=target)
+    fast = KnowledgeNeurons(model, passes="suffix", **kw)
+    assert KnowledgeNeurons(model, **kw).passes == "suffix"  # the CPU default
+    slow = KnowledgeNeurons(model, passes="per-layer", **kw).attribute(texts, side, partners)
+    for budget in ("2GB", 1):  # one chunk; one row per chunk
+        fast.budget = KnowledgeNeurons(model, memory_budget=budget).budget
+        out = fast.attribute(texts, side, partners)
+        for key in ("keys", "values", "score", "zeroed"):
+            scale = np.abs(slow[key]).max()
+            assert scale > 1e-4
+            np.testing.assert_allclose(out[key], slow[key], rtol=0, atol=1e-6 * scale)
+
+
+def test_suffix_path_runs_the_layers_below_once_per_chunk(model, monkeypatch):
+    """Layer 0 runs only in the clean pass (once per chunk of examples), never per row;
+    the top layer runs in the clean pass and in layer 0's suffix passes."""
+    import irlens.activations.attribution as attribution
+
+    # the counting hooks would make the suffix path refuse to run (an attached hook may
+    # be an edit it would bypass); these only count
+    monkeypatch.setattr(attribution, "unsupported", lambda *_a: None)
+    same = ["cats eat mice and fish", "dogs eat meat and bones", "birds eat seeds and worms"]
+    layers = model.doc_encoder.encoder.layer
+    calls = {0: 0, 1: 0}
+    handles = [layers[i].register_forward_pre_hook(
+        lambda *_a, i=i: calls.__setitem__(i, calls[i] + 1)) for i in calls]
+    try:
+        kn = KnowledgeNeurons(model, n_steps=5, target="norm", memory_budget="64GB",
+                              passes="suffix")
+        kn.attribute(same, "doc")
+        # one chunk: the clean pass, then for layer 0 the scaled rows (3 examples x 2
+        # sublayers x 4 nodes below alpha=1) in one pass and the zeroed rows in another
+        assert calls == {0: 1, 1: 1 + 2}
+        kn.budget = 1  # one row per chunk: one clean pass per example, still not per row
+        calls.update({0: 0, 1: 0})
+        kn.attribute(same, "doc")
+        assert calls == {0: 3, 1: 3 * (1 + 2 * 4 + 1)}
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_suffix_path_refuses_what_it_cannot_run_and_auto_falls_back(tiny_root, model):
+    distil = tiny_model(tiny_root, "distilbert", "bi")
+    with pytest.raises(IrlensError, match=r"^passes='suffix' cannot run this model \(model "
+                       r"type 'distilbert' is not BERT-like\); use passes='per-layer'$"):
+        KnowledgeNeurons(distil, passes="suffix")
+    assert KnowledgeNeurons(distil).passes == "per-layer"
+    from irlens.hooks import ablate
+
+    kn = KnowledgeNeurons(model, n_steps=3, target="norm")
+    with ablate(model, "layer.0.ffn.post", units=[0, 1], side="doc"):
+        with pytest.raises(IrlensError, match="hooks are attached to the tower"):
+            KnowledgeNeurons(model, n_steps=3, target="norm", passes="suffix").attribute(
+                DOCS, "doc")
+        auto = kn.attribute(DOCS, "doc")  # falls back to the hook path under the edit
+        hooked = KnowledgeNeurons(model, n_steps=3, target="norm",
+                                  passes="per-layer").attribute(DOCS, "doc")
+    for key in ("keys", "values", "score", "zeroed"):
+        np.testing.assert_array_equal(auto[key], hooked[key])
+
+
+@pytest.mark.parametrize("passes,fail_at", [("suffix", 1), ("suffix", 3), ("per-layer", 1)])
+def test_model_is_left_as_it_was_after_an_exception(model, monkeypatch, passes, fail_at):
+    """An error in the clean pass (call 1) or inside a suffix pass (call 3) leaves no hook,
+    no frozen parameter and no changed normalisation behind."""
     import irlens.activations.attribution as attribution
 
     before = model.encode_queries(QUERIES)
     flags = [p.requires_grad for p in model.parameters()]
     normalize = model.normalize
+    calls = []
+    real = attribution._target_fn
 
-    def boom(*_a, **_k):
-        def target(_pooled):
-            raise RuntimeError("mid-run")
+    def boom(*a, **k):
+        fn = real(*a, **k)
+
+        def target(pooled):
+            calls.append(1)
+            if len(calls) == fail_at:
+                raise RuntimeError("mid-run")
+            return fn(pooled)
         return target
 
     monkeypatch.setattr(attribution, "_target_fn", boom)
     with pytest.raises(RuntimeError, match="mid-run"):
-        KnowledgeNeurons(model, n_steps=3, target="norm").attribute(QUERIES, "query")
+        KnowledgeNeurons(model, n_steps=3, target="norm", passes=passes).attribute(
+            QUERIES, "query")
     assert [p.requires_grad for p in model.parameters()] == flags
     assert model.normalize == normalize and model.active_edits == []
-    assert all(not m._forward_hooks for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     torch.testing.assert_close(model.encode_queries(QUERIES), before)
 
 
@@ -287,9 +375,45 @@ def test_two_tower_pair_attributes_each_side_in_its_own_tower(tiny_root):
 
     doc_dir, query_dir = tiny_model_dir(tiny_root, seed=0), tiny_model_dir(tiny_root, seed=1)
     pair = load_encoder(f"{doc_dir}+{query_dir}")
-    kn = KnowledgeNeurons(pair, n_steps=3, target="norm")
+    # the relevance target: with CLS pooling, the norm after a random model's final
+    # LayerNorm is constant (sqrt(hidden)), and its attributions are rounding noise
+    partners = {"query": pair.encode_docs(DOCS), "doc": pair.encode_queries(QUERIES)}
+    texts = {"query": QUERIES, "doc": DOCS}
+    kn = KnowledgeNeurons(pair, n_steps=3)
+    assert kn.passes == "suffix" and pair.similarity_name == "dot"
     for side, encoder in (("query", pair.query_encoder), ("doc", pair.doc_encoder)):
-        out = kn.attribute(QUERIES[:1], side)
-        ref = reference(encoder, pair.tokenizer, QUERIES[0], 1, "keys",
-                        lambda cls: cls.norm(dim=-1), 3)
+        out = kn.attribute(texts[side][:1], side, partners[side][:1])
+        ref = reference(encoder, pair.tokenizer, texts[side][0], 1, "keys",
+                        lambda cls, p=partners[side][0]: (cls * p).sum(-1), 3)  # DPR: dot
+        assert np.abs(ref).max() > 1e-4
         np.testing.assert_allclose(out["keys"][0, 1], ref, atol=1e-5 * np.abs(ref).max())
+    # the suffix path against the hook path in each tower
+    for side in ("query", "doc"):
+        kw = dict(n_steps=4, rule="gausslegendre")
+        fast = KnowledgeNeurons(pair, passes="suffix", **kw).attribute(texts[side], side,
+                                                                       partners[side])
+        hooked = KnowledgeNeurons(pair, passes="per-layer", **kw).attribute(
+            texts[side], side, partners[side])
+        for key in ("keys", "values", "score", "zeroed"):
+            np.testing.assert_allclose(fast[key], hooked[key], rtol=0,
+                                       atol=1e-6 * np.abs(hooked[key]).max())
+
+
+@pytest.mark.real
+def test_real_default_model_suffix_path_equals_the_hook_path(default_model, data_dir):
+    """All-MiniLM-L6-v2 (six layers, mean pooling): the suffix path against the hook path
+    on a real SciFact query, Dai et al.'s right Riemann sum."""
+    from irlens.activations import examples_for
+    from irlens.data import load_dataset
+
+    dataset = load_dataset(data_dir / "scifact")
+    [(q, d)] = examples_for(dataset, 1, seed=0)
+    partners = default_model.encode_docs(dataset.doc_texts([d]))
+    kw = dict(n_steps=4, rule="riemann_right")
+    fast = KnowledgeNeurons(default_model, passes="suffix", **kw).attribute(
+        [dataset.queries[q]], "query", partners)
+    slow = KnowledgeNeurons(default_model, passes="per-layer", **kw).attribute(
+        [dataset.queries[q]], "query", partners)
+    for key in ("keys", "values", "score", "zeroed"):
+        np.testing.assert_allclose(fast[key], slow[key], rtol=0,
+                                   atol=2e-6 * np.abs(slow[key]).max())

@@ -12,12 +12,16 @@ activation (``ffn.post``, "keys"; or ``ffn.pre``) and the FFN output (``ffn.out`
 
 Rows are (example, sublayer, layer, step): all of a chunk's rows run in ONE forward and
 ONE backward, each row scaling only its own layer (the other layers' hooks multiply it
-by 1), so examples, steps and layers are batched together (``passes="one"``). On a CPU,
-``passes="per-layer"`` (the default there) runs one pass per layer instead, so that the
-backward stops at that layer: a batched backward cannot skip the layers below a row's
-own, and on a CPU arithmetic, not the number of calls, sets the time. Parameters are frozen during
-the pass and restored afterwards. The chunk pass, :func:`scaled_activation_pass`, is the
-activation-space path that a shared path engine can own.
+by 1), so examples, steps and layers are batched together (``passes="one"``).
+``passes="per-layer"`` runs one pass per layer instead, so that the backward stops at
+that layer. On a CPU arithmetic, not the number of calls, sets the time, and
+``passes="suffix"`` (the CPU default for BERT-family towers) removes the most: one clean
+forward per chunk of examples, then each scaled row runs only the layers above its own
+(:mod:`irlens.activations.suffix`), keys and values enter at the same point, an alpha=1
+node reuses the clean pass's gradients, and zeroed rows run without a backward.
+Parameters are frozen during the pass and restored afterwards. The chunk pass of the
+hook path, :func:`scaled_activation_pass`, is the activation-space path that a shared
+path engine can own; it runs any architecture and under interventions.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from irlens.activations.suffix import clean_states, layers_of, run_from, unsupported
 from irlens.errors import IrlensError
 from irlens.hooks import hook_points, intervene
 from irlens.models import BiEncoder
@@ -41,7 +46,7 @@ SUBLAYERS = ("keys", "values")
 KEYS = ("post", "pre")
 TARGETS = ("relevance", "norm")
 RULES = ("riemann_right", "gausslegendre")
-PASSES = ("auto", "one", "per-layer")
+PASSES = ("auto", "one", "per-layer", "suffix")
 
 
 def nodes(n_steps: int, rule: str = "riemann_right") -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +128,11 @@ class KnowledgeNeurons:
         passes: ``one`` (every layer's rows in the same forward/backward), ``per-layer``
             (one pass per layer, examples and steps still batched: the backward then stops
             at that layer instead of running every row down to layer 0, about 1.4x less
-            arithmetic, which is what counts on a CPU) or ``auto`` (per-layer on CPU, one
-            on GPU, where the wider batch wins).
+            arithmetic, which is what counts on a CPU), ``suffix`` (BERT-family towers: one
+            clean forward per chunk of examples, then each row runs only the layers above
+            its own, see :mod:`irlens.activations.suffix`) or ``auto`` (on CPU ``suffix``
+            where the tower supports it, else ``per-layer``; ``one`` on GPU, where the
+            wider batch wins).
     """
 
     def __init__(self, model: BiEncoder, *, n_steps: int = 20, rule: str = "riemann_right",
@@ -143,8 +151,17 @@ class KnowledgeNeurons:
         if passes not in PASSES:
             raise IrlensError(f"unknown passes '{passes}'; use {', '.join(PASSES)}")
         self.memory_budget = memory_budget
-        if passes == "auto":  # see the class docstring
-            passes = "per-layer" if model.device.type == "cpu" else "one"
+        if passes == "suffix":
+            for side in ("query", "doc"):
+                why = unsupported(model, side)
+                if why is not None:
+                    raise IrlensError(f"passes='suffix' cannot run this model ({why}); use "
+                                      "passes='per-layer'")
+        self.auto = passes == "auto"
+        if self.auto:  # see the class docstring
+            passes = "one" if model.device.type != "cpu" else (
+                "suffix" if all(unsupported(model, s) is None for s in ("query", "doc"))
+                else "per-layer")
         self.passes = passes
         self.alphas, self.weights = nodes(n_steps, rule)
 
@@ -195,9 +212,16 @@ class KnowledgeNeurons:
         lengths = [len(ids) for ids in self.model.tokenizer(
             texts, truncation=True, max_length=self.model.max_length)["input_ids"]]
         order = sorted(range(n), key=lambda i: -lengths[i])
+        passes = self.passes
+        if passes == "suffix":
+            why = unsupported(self.model, side)
+            if why is not None and not self.auto:
+                raise IrlensError(f"passes='suffix' cannot run now ({why}); use "
+                                  "passes='per-layer'")
+            passes = "suffix" if why is None else "per-layer"
         bar = tqdm(total=n, desc=f"knowledge neurons ({side})", disable=not progress)
         start = 0
-        per_pass = len(points) // (n_layers if self.passes == "per-layer" else 1)
+        per_pass = len(points) // (1 if passes == "one" else n_layers)
         per_example = per_pass * (len(self.alphas) + 1) + 1
         while start < n:
             rows_cap = self._rows_per_chunk(lengths[order[start]], side)
@@ -205,7 +229,8 @@ class KnowledgeNeurons:
             # similar lengths only: padding is wasted arithmetic (longest first)
             group = [i for i in group if lengths[i] >= 0.9 * lengths[group[0]]]
             start += len(group)
-            self._group(texts, group, side, partners, points, out, score, zeroed, rows_cap)
+            run = self._group_suffix if passes == "suffix" else self._group
+            run(texts, group, side, partners, points, out, score, zeroed, rows_cap, passes)
             bar.update(len(group))
         bar.close()
         return {**out, "score": score, "zeroed": zeroed}
@@ -230,7 +255,8 @@ class KnowledgeNeurons:
         return _Rows(torch.tensor(ex), torch.tensor(pt), torch.tensor(al, dtype=torch.float64),
                      torch.tensor(we, dtype=torch.float64))
 
-    def _group(self, texts, group, side, partners, points, out, score, zeroed, rows_cap):
+    def _group(self, texts, group, side, partners, points, out, score, zeroed, rows_cap,
+               passes):
         model = self.model
         batch = model.tokenize([texts[i] for i in group], side)
         plan = self._plan(len(group), len(points))
@@ -238,7 +264,7 @@ class KnowledgeNeurons:
         names = [name for _, _, name in points]
         layer_of = torch.tensor([layer for _, layer, _ in points] + [-1])
         row_layer = layer_of[plan.point]  # clean rows (point -1) map to -1
-        if self.passes == "per-layer":
+        if passes == "per-layer":
             last = int(layer_of[:-1].max())
             passes = [torch.nonzero((row_layer == layer) | ((row_layer == -1) & (layer == last))
                                     ).flatten() for layer in range(last + 1)]
@@ -271,6 +297,147 @@ class KnowledgeNeurons:
                     values[base]
             clean = np.nonzero(pt_np == -1)[0]
             score[np.asarray(group)[ex_np[clean]]] = values[clean]
+
+    def _group_suffix(self, texts, group, side, partners, points, out, score, zeroed,
+                      rows_cap, _passes):
+        """``passes="suffix"``: one clean pass (plus one backward when a node is alpha=1:
+        that row's gradient is the clean one, for every layer at once), then per layer
+        the scaled rows from that layer's FFN output upwards only
+        (:func:`irlens.activations.suffix.run_from`).
+
+        Keys after the activation enter as ``alpha * (W k) + b`` (the output projection
+        is linear), the same entry point as the values' rows; and as the attribution is
+        linear in the gradient, ``sum_k w_k W^T g_k = W^T sum_k w_k g_k`` is applied once
+        per example instead of once per row."""
+        model = self.model
+        batch = model.tokenize([texts[i] for i in group], side)
+        partner = None if partners is None else partners[group].to(model.device).float()
+        ones = [k for k, a in enumerate(self.alphas) if a == 1.0]
+        steps = [k for k, a in enumerate(self.alphas) if a != 1.0]
+        path = _Path(torch.tensor(self.alphas[steps], dtype=torch.float64),
+                     torch.tensor(self.weights[steps], dtype=torch.float64),
+                     float(self.weights[ones].sum()))
+        dest = np.asarray(group)
+        with _unnormalised(model, self.target == "norm"), frozen(model):
+            states = clean_states(model, batch, side, _target_fn(model, self.target, partner),
+                                  grad=bool(ones))
+            score[dest] = states.values.double().cpu().numpy()
+            for layer in sorted({layer for _, layer, _ in points}):
+                sums, zero = self._suffix_layer(states, batch, side, partner, layer, path,
+                                                rows_cap)
+                for s, sub in enumerate(self.sublayers):
+                    out[sub][dest, layer] = sums[sub]
+                    zeroed[dest, s, layer] = zero[sub]
+
+    def _suffix_layer(self, states, batch, side, partner, layer, path, rows_cap):
+        """Per sublayer: the attributions [examples, units] of one layer, and F with the
+        layer's activation zeroed [examples]."""
+        model = self.model
+        entry = _Entry(model, side, layer, states, self.keys == "post")
+        mask = batch.attention_mask.unsqueeze(-1).double()
+        n_ex, dev = len(batch), mask.device
+        # sum_k w_k g_k at the FFN output for keys after the activation; per-unit sums
+        # over tokens of activation x gradient for the values and keys before it
+        g_keys = torch.zeros(entry.out.shape, dtype=torch.float64, device=dev)
+        sums = {sub: torch.zeros(n_ex, entry.act(sub).shape[-1], dtype=torch.float64,
+                                 device=dev) for sub in SUBLAYERS}
+
+        def add(sub: str, ex: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor) -> None:
+            if sub == "keys" and entry.post:
+                g_keys.index_add_(0, ex, grad.double() * weight)
+            else:  # per row in the model's dtype, as the hook path does, then weighted
+                per_row = (entry.act(sub)[ex] * grad * mask[ex].to(grad.dtype)).sum(1)
+                sums[sub].index_add_(0, ex, per_row.double() * weight.view(-1, 1))
+
+        everyone = torch.arange(n_ex, device=dev)
+        if path.w_one:  # the alpha=1 rows: the clean pass's gradients
+            for sub in self.sublayers:
+                grad = states.grad_pre[layer] if sub == "keys" and not entry.post \
+                    else states.grad_out[layer]
+                add(sub, everyone, grad, torch.full((n_ex, 1, 1), path.w_one,
+                                                    dtype=torch.float64, device=dev))
+        plan = [(e, s, k) for e in range(n_ex) for s in self.sublayers
+                for k in range(len(path.alphas))]
+        for lo in range(0, len(plan), rows_cap):
+            part = plan[lo:lo + rows_cap]
+            ex = torch.tensor([e for e, _, _ in part], device=dev)
+            is_key = torch.tensor([s == "keys" for _, s, _ in part], device=dev)
+            k = [k for _, _, k in part]
+            with torch.enable_grad():
+                ffn_out, leaves = entry(ex, is_key, path.alphas[k])
+                pooled = run_from(model, side, states, layer, ffn_out,
+                                  _index_batch(batch, ex), ex)
+                values = self._target(partner, ex)(pooled)
+                grads = torch.autograd.grad(values.sum(), [leaf for leaf, _ in leaves])
+            weight = path.weights[k].to(dev).view(-1, 1, 1)
+            for (_, sel), grad in zip(leaves, grads, strict=True):
+                idx = torch.nonzero(sel).flatten()  # the chunk's rows behind grad's rows
+                for sub in self.sublayers:
+                    local = is_key[idx] == (sub == "keys")
+                    if bool(local.any()):
+                        add(sub, ex[idx[local]], grad[local], weight[idx[local]])
+        if "keys" in self.sublayers and entry.post:
+            sums["keys"] = (entry.act("keys").double() * (g_keys @ entry.dense.weight.double())
+                            * mask).sum(1)
+        # F with the layer's activation zeroed: forward only
+        ex = everyone.repeat(len(self.sublayers))
+        is_key = torch.tensor([s == "keys" for s in self.sublayers],
+                              device=dev).repeat_interleave(n_ex)
+        with torch.no_grad():
+            ffn_out, _ = entry(ex, is_key, torch.zeros(len(ex), dtype=torch.float64))
+            pooled = run_from(model, side, states, layer, ffn_out, _index_batch(batch, ex), ex)
+            zero = self._target(partner, ex)(pooled).double().cpu().numpy()
+        zero = zero.reshape(len(self.sublayers), n_ex)
+        return ({sub: sums[sub].cpu().numpy() for sub in self.sublayers},
+                {sub: zero[s] for s, sub in enumerate(self.sublayers)})
+
+    def _target(self, partner, ex):
+        return _target_fn(self.model, self.target, None if partner is None else partner[ex])
+
+
+@dataclass
+class _Path:
+    alphas: torch.Tensor  # the nodes below 1 (float64)
+    weights: torch.Tensor
+    w_one: float  # total weight of the alpha=1 nodes (their gradient is the clean one)
+
+
+class _Entry:
+    """Layer ``layer``'s FFN output [R, T, H] for scaled rows (``alpha`` per row), and the
+    leaves to differentiate with the rows each covers: ``alpha * (W k)`` plus the bias
+    for keys after the activation and ``alpha * v`` for values (one leaf), and
+    ``dense(act(alpha * pre))`` for keys before the activation (its own leaf)."""
+
+    def __init__(self, model: BiEncoder, side: str, layer: int, states, post: bool):
+        block = layers_of(model, side)[layer]
+        self.dense, self.fn = block.output.dense, block.intermediate.intermediate_act_fn
+        self.post, self.out = post, states.out[layer]
+        self.key = states.post[layer] if post else states.pre[layer]
+        # W k without the bias, once per example
+        self.w_key = torch.nn.functional.linear(self.key, self.dense.weight) if post else None
+
+    def act(self, sub: str) -> torch.Tensor:
+        return self.key if sub == "keys" else self.out
+
+    def __call__(self, ex: torch.Tensor, is_key: torch.Tensor, alpha: torch.Tensor):
+        f = alpha.to(self.out.device, self.out.dtype).view(-1, 1, 1)
+        grad = torch.is_grad_enabled()
+        if self.post:
+            base = torch.where(is_key.view(-1, 1, 1), self.w_key[ex], self.out[ex])
+            leaf = (base * f).requires_grad_(grad)
+            every = torch.ones_like(is_key)
+            return leaf + self.dense.bias * is_key.view(-1, 1, 1), [(leaf, every)]
+        ffn_out = torch.empty(len(ex), *self.out.shape[1:], dtype=self.out.dtype,
+                              device=self.out.device)
+        leaves = []
+        for sel, fn in ((~is_key, None), (is_key, self.dense)):
+            if bool(sel.any()):
+                src = self.key if fn is not None else self.out
+                leaf = (src[ex[sel]] * f[sel]).requires_grad_(grad)
+                value = leaf if fn is None else fn(self.fn(leaf))
+                ffn_out = ffn_out.index_put((torch.nonzero(sel).flatten(),), value)
+                leaves.append((leaf, sel))
+        return ffn_out, leaves
 
 
 def _index_batch(batch, rows: torch.Tensor):

@@ -107,7 +107,12 @@ class BiEncoder(Retriever):
                 out = encoder(inputs_embeds=inputs_embeds, **batch.model_inputs())
         finally:
             self.current_batch = None
-        pooled = self._pool(out.last_hidden_state, batch)
+        return self.pool_hidden(out.last_hidden_state, batch)
+
+    def pool_hidden(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Pooled (and maybe normalised) vectors [batch, dim] from the encoder's last hidden
+        states [batch, tokens, hidden]: what :meth:`forward_embeds` returns."""
+        pooled = self._pool(hidden, batch)
         if len(self.head):
             features = {"sentence_embedding": pooled}
             for module in self.head:
