@@ -35,6 +35,10 @@ def tables(folder: Path, top: int) -> str:
         n = noise[c["component"]]
         out.append(f"| {_name(c)} | {c['effect']:.2f} ± {c['ci']:.2f} "
                    f"| {n['effect']:.2f} ± {n['ci']:.2f} |")
+    low = sorted(s.top_components(10**6, "denoise"), key=lambda c: c["effect"])[:3]
+    out += ["", "Most negative denoising (patching the clean activation moves the score "
+            "further from clean): " + "; ".join(f"{_name(c)} {c['effect']:.2f} ± {c['ci']:.2f}"
+                                               for c in low) + "."]
     out += ["", "Residual stream, denoising by token role (mean ± 95% CI; rows = layers):", "",
             "| layer | " + " | ".join(ROLES) + " |", "|---:|" + "---:|" * len(ROLES)]
     for li in range(s.roles_mean.shape[1]):
