@@ -209,3 +209,26 @@ def test_deletion_table_drops_the_chosen_words(bi_dot):
     kept = " ".join(w for w in DOC.split() if w != word)  # each word occurs once in DOC
     want = r.score - float(bi_dot.score([QUERY], [kept])[0])
     assert row["drop"] == pytest.approx(want, abs=1e-5)
+
+
+def test_deletion_table_one_pair_at_a_time_equals_all_at_once(bi_dot):
+    """The resumable real run scores one pair per call; its rows (words, random picks,
+    drops) must be those of the table over all pairs."""
+    from irlens.attribution.pairs_faithfulness import pair_deletion_table
+
+    queries = [QUERY, "why do rivers flood", "salmon upstream"]
+    docs = [DOC, "rivers flood after heavy rain upstream in spring", DOC]
+    res = IntegratedJacobians(bi_dot, n_steps=4).attribute(queries, docs)
+    whole = pair_deletion_table(bi_dot, queries, docs, n_steps=4, pairs=res, seed=3)
+    parts = [pair_deletion_table(bi_dot, [q], [d], n_steps=4, pairs=[r], seed=3, first_pair=k)
+             for k, (q, d, r) in enumerate(zip(queries, docs, res, strict=True))]
+    import pandas as pd
+
+    joined = pd.concat(parts, ignore_index=True)
+    assert list(joined["pair"]) == list(whole["pair"]) and set(whole["pair"]) == {0, 1, 2}
+    assert list(joined["word"]) == list(whole["word"])
+    np.testing.assert_allclose(joined["drop"], whole["drop"], atol=1e-5)
+    # the offset numbers the rows
+    shifted = pair_deletion_table(bi_dot, [queries[0]], [docs[0]], n_steps=4, pairs=[res[0]],
+                                  seed=3, first_pair=7)
+    assert set(shifted["pair"]) == {7}

@@ -40,12 +40,19 @@ def _word_spans(r: TokenPairAttribution) -> list[tuple[int, int]]:
 
 def pair_deletion_table(model, queries: list[str], docs: list[str], n_steps: int = 16,
                         max_doc_tokens: int | None = 64, seed: int = 0,
-                        pairs: list[TokenPairAttribution] | None = None) -> pd.DataFrame:
-    """One row per (pair, query word, choice): the deleted word and the score drop."""
+                        pairs: list[TokenPairAttribution] | None = None,
+                        first_pair: int = 0) -> pd.DataFrame:
+    """One row per (pair, query word, choice): the deleted word and the score drop.
+
+    Pairs are numbered from ``first_pair`` (the ``pair`` column, and the seed of each
+    pair's random words), so a long run can be done one pair at a time and resumed:
+    ``pair_deletion_table(..., pairs=[r_k], first_pair=k)`` gives pair k's rows of the
+    table computed over all pairs at once.
+    """
     pairs = pairs or IntegratedJacobians(model, n_steps=n_steps,
                                          max_doc_tokens=max_doc_tokens).attribute(queries, docs)
     rows = []
-    for p, r in enumerate(pairs):
+    for p, r in enumerate(pairs, start=first_pair):
         doc = r.doc[len(model.doc_prefix):] if model.doc_prefix else r.doc
         [ig] = IntegratedGradients(model, n_steps=n_steps, target="doc").attribute(
             r.query[len(model.query_prefix):], doc)
@@ -61,8 +68,8 @@ def pair_deletion_table(model, queries: list[str], docs: list[str], n_steps: int
                 rows.append({"pair": p, "query_word": qw, "choice": choice,
                              "word": d_words[j], "text": _delete(r.doc, spans[j])})
     frame = pd.DataFrame(rows)
-    base = {p: r.score for p, r in enumerate(pairs)}
-    queries_for = [pairs[p].query for p in frame["pair"]]
+    base = {p: r.score for p, r in enumerate(pairs, start=first_pair)}
+    queries_for = [pairs[p - first_pair].query for p in frame["pair"]]
     scores = model.score(queries_for, list(frame["text"])).detach().float().numpy() \
         if len(frame) else np.zeros(0)
     frame["drop"] = [base[p] - s for p, s in zip(frame["pair"], scores, strict=True)]
