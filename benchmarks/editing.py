@@ -119,7 +119,8 @@ def main() -> None:
     for row in editors:
         print(f"{row['editor']:<8}{row['seconds_per_edit']:>8.1f}{row['efficacy']:>10.0%}")
     payload = {"machine": platform.platform(), "covariance": best, "speedup": speedup,
-               "relative_trace_difference": same, "editors": editors, "args": vars(args)}
+               "relative_trace_difference": same, "editors": editors,
+               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(payload, indent=2) + "\n")
 
