@@ -142,7 +142,6 @@ def train_cross_encoder_command(
     """
     from irlens.training import train_cross_encoder
 
-    typer.echo(f"note: a new classification head is initialised on top of {base}", err=True)
     with _quiet_loading():
         result = train_cross_encoder(
             list(data), out, split=split, base=base, negatives=negatives,
@@ -153,4 +152,6 @@ def train_cross_encoder_command(
             max_length=max_length, seed=seed, save_steps=save_steps, device=device.value,
             eval_data=eval_data, eval_split=eval_split, eval_depth=eval_depth,
             eval_queries=eval_queries)
+    # after training, so that bad input stays a one-line error
+    typer.echo(f"note: the classification head was initialised new on top of {base}", err=True)
     echo_json(_summary(result))

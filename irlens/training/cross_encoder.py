@@ -365,7 +365,7 @@ def train_cross_encoder(
     train = hf_datasets.Dataset.from_dict(columns)
     loss_class = getattr(ce_losses, params["loss"])
     # ListNet's default splits a step into mini-batches of `batch_size` pairs (4 queries
-    # x 16 passages would run as 16 forwards of 4): one forward per step is ~3x faster
+    # x 16 passages would run as 16 forwards of 4 pairs): one forward per step instead
     loss = (loss_class(model, mini_batch_size=0) if params["loss"] == "ListNetLoss"
             else loss_class(model))
     ckpt = checkpoint_dir(out, params)
