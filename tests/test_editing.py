@@ -16,6 +16,15 @@ from irlens.editing import (
     rank_one_update,
 )
 from irlens.editing.covariance import key_covariance_loop
+from irlens.editing.edit import Edit
+from irlens.editing.layer_cache import (
+    embed_from,
+    embed_with_ffn_change,
+    ffn_inputs,
+    ffn_output_layer,
+    first_edited_layer,
+    layer_inputs,
+)
 from irlens.editing.objective import gaps
 from irlens.editing.requests import EditRequest
 from irlens.errors import IrlensError
@@ -95,6 +104,69 @@ def test_rank_one_edit_meets_its_goal_and_leaves_the_model_untouched(tiny):
     with edit.applied(tiny):
         assert float(gaps(tiny, [request]).detach()[0]) >= 0.005
     assert _same(before, _state(tiny))
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+def test_encoding_from_a_layer_equals_a_full_encode_after_an_edit(tmp_path, family):
+    model = tiny_model(tmp_path, family, "bi", seed=1)
+    texts = ["what do cats eat", "the stock market fell sharply on monday morning",
+             "mice", "dogs are loyal animals that eat meat and bones every day"]
+    edit = FineTuneEditor(layer=1, steps=5, lr=1e-2).fit(model, [_request()])
+    assert first_edited_layer(model, edit.deltas) == 1
+    embeddings = next(n for n, _ in model.named_parameters() if "embeddings" in n)
+    assert first_edited_layer(model, [embeddings, *edit.deltas]) is None
+    with edit.applied(model):
+        full = model.encode_docs(texts)
+        fast = embed_from(model, layer_inputs(model, texts, "doc", 1, batch_size=3))
+        below = embed_from(model, layer_inputs(model, texts, "doc", 0, batch_size=3))
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-6)
+    torch.testing.assert_close(below, full, rtol=0, atol=1e-6)
+    assert (model.encode_docs(texts) - full).abs().max() > 1e-4  # the edit moved them
+
+
+@pytest.mark.parametrize("family", ["bert", "electra"])
+def test_ffn_output_change_equals_a_full_encode_with_the_weight_changed(tmp_path, family):
+    model = tiny_model(tmp_path, family, "bi", seed=2)
+    texts = ["what do cats eat", "the stock market fell sharply on monday", "mice"]
+    linear = dict(model.named_modules())
+    name = next(n for n, m in linear.items() if n.endswith("layer.0.output.dense"))
+    weight = linear[name].weight
+    assert ffn_output_layer(model, [f"{name}.weight", f"{name}.bias"]) == 0
+    assert ffn_output_layer(model, [f"{name}.weight".replace("output", "intermediate")]) is None
+    delta = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.05
+    states = ffn_inputs(model, texts, "query", 0, batch_size=2)
+    fast = embed_with_ffn_change(model, states, lambda keys: keys @ delta.T)
+    before = model.encode_queries(texts)
+    with torch.no_grad():
+        weight.add_(delta)
+    try:
+        full = model.encode_queries(texts)
+    finally:
+        with torch.no_grad():
+            weight.sub_(delta)
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-5)
+    assert (full - before).abs().max() > 1e-3
+
+
+def test_bench_from_the_edited_layer_equals_a_full_re_encode(tiny, tiny_data, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path))
+    fast, full = EditBench(tiny, tiny_data), EditBench(tiny, tiny_data, cache_bytes=0)
+    req = make_requests(tiny, tiny_data, "remove", 1, ranking=full.before)[0]
+    layer_edit = FineTuneEditor(layer=1, steps=20, lr=5e-2).fit(tiny, [req])
+    name = next(n for n in layer_edit.deltas if n.endswith("output.dense.weight"))
+    rows = [fast.measure(layer_edit, [req])[0], full.measure(layer_edit, [req])[0]]
+    assert fast._inputs[:2] == ("input", 1) and full._inputs is None
+    assert rows[0]["rank_after"] == rows[1]["rank_after"] != rows[0]["rank_before"]
+    for key in ("locality_top10_changes", "locality_delta_ndcg10", "locality_doc_cosine"):
+        assert rows[0][key] == pytest.approx(rows[1][key], abs=1e-6)
+    # only the FFN output matrix: the layer's keys are kept, the layers above re-run
+    edit = Edit("w", {name: layer_edit.deltas[name]})
+    ranked = [fast._rank_edited(edit), full._rank_edited(edit)]
+    assert fast._inputs[:2] == ("ffn", 1)
+    torch.testing.assert_close(ranked[0].docs, ranked[1].docs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ranked[0].queries, ranked[1].queries, rtol=0, atol=1e-6)
+    assert (ranked[0].docs - full.before.docs).abs().max() > 1e-4
 
 
 def test_applied_edit_is_undone_bit_identically_after_an_exception(tiny):

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import torch
 
 from irlens.editing.edit import Edit
+from irlens.editing.layer_cache import embed_with_ffn_change, ffn_inputs, ffn_output_layer
 from irlens.editing.objective import gaps, hinge
 from irlens.editing.requests import EditRequest
 from irlens.errors import IrlensError
@@ -181,15 +182,26 @@ class RankOneEditor:
         delta = torch.zeros(linear.weight.shape[0], dtype=linear.weight.dtype,
                             requires_grad=True)
 
-        def add_rank_one(_module, inputs, output):
-            return output + (inputs[0] @ u).unsqueeze(-1) * delta
+        def rank_one(keys: torch.Tensor) -> torch.Tensor:
+            return (keys @ u).unsqueeze(-1) * delta
 
+        name = next(n for n, p in model.named_parameters() if p is linear.weight)
+        encode, handle = None, None
+        if ffn_output_layer(model, [name]) == self.layer:  # re-run only the layers above
+            texts = ([request.query], [request.doc, *request.competitors])
+            states = [ffn_inputs(model, t, side, self.layer)
+                      for t, side in zip(texts, ("query", "doc"), strict=True)]
+
+            def encode(_i, _request):
+                return tuple(embed_with_ffn_change(model, s, rank_one) for s in states)
+        else:  # any other tower: the update as a hook on full forwards
+            handle = linear.register_forward_hook(
+                lambda _module, inputs, output: output + rank_one(inputs[0]))
         opt = torch.optim.Adam([delta], lr=self.lr)
-        handle = linear.register_forward_hook(add_rank_one)
         used = 0
         try:
             for used in range(1, self.steps + 1):  # noqa: B007 - used after the loop
-                gap = gaps(model, [request])
+                gap = gaps(model, [request], encode)
                 if bool((gap >= self.margin).all()):
                     used -= 1
                     break
@@ -198,7 +210,8 @@ class RankOneEditor:
                 delta.grad = grad
                 opt.step()
         finally:
-            handle.remove()
+            if handle is not None:
+                handle.remove()
         return delta.detach(), used
 
 

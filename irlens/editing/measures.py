@@ -11,7 +11,9 @@ For each request (Meng et al. 2022's measures, read off a ranking of the whole c
   old and the new document vectors.
 
 The edited model re-encodes the whole corpus (an edit of a shared tower moves documents
-too), so one measurement costs one corpus encode.
+too). For an edit of layer ``l`` and above, the corpus and the queries are encoded up to
+layer ``l`` once (:mod:`irlens.editing.layer_cache`, kept for the last such layer while
+it fits ``cache_bytes``) and each measurement runs only the layers from ``l`` up.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ import torch.nn.functional as F
 
 from irlens.data import Dataset
 from irlens.editing.edit import Edit
+from irlens.editing.layer_cache import (
+    embed_from,
+    embed_with_ffn_change,
+    ffn_inputs,
+    ffn_output_layer,
+    first_edited_layer,
+    layer_inputs,
+)
 from irlens.editing.requests import EditRequest, Ranking, check_request, rank_corpus
 from irlens.evaluation import evaluate
 from irlens.models import BiEncoder
@@ -52,8 +62,10 @@ class EditBench:
     dataset: Dataset
     before: Ranking | None = None
     progress: bool = False
+    cache_bytes: int = 2 * 2**30  # the most the layer-input cache may hold
 
     def __post_init__(self) -> None:
+        self._inputs: tuple | None = None  # (how, layer, doc states, query states)
         if self.before is None:  # the unedited corpus comes from the embedding cache
             docs = encode_corpus(self.model, self.dataset, progress=self.progress)
             self.before = rank_corpus(self.model, self.dataset, docs=docs)
@@ -61,13 +73,50 @@ class EditBench:
         self.ndcg_before = evaluate(_run(self.before, self.judged), self.dataset.qrels,
                                     ["nDCG@10"]).per_query
 
+    def _states(self, how: str, layer: int) -> tuple:
+        """The corpus's and the queries' states at ``layer`` (``how``: "ffn" or "input"),
+        computed once with the unedited model and kept for the next edit."""
+        if self._inputs is None or self._inputs[:2] != (how, layer):
+            self._inputs = None  # free the old layer's states first
+            make = ffn_inputs if how == "ffn" else layer_inputs
+            self._inputs = (how, layer, make(self.model, self.dataset.doc_texts(), "doc", layer),
+                            make(self.model, self.dataset.query_texts(), "query", layer))
+        return self._inputs[2:]
+
+    def _rank_edited(self, edit: Edit) -> Ranking:
+        """The edited model's ranking, re-running only the layers the edit can change."""
+        hidden = self.model.doc_encoder.config.hidden_size
+        size = self.before.docs.shape[0] * self.model.max_length * 4 * hidden
+        ffn = ffn_output_layer(self.model, edit.deltas)
+        start = first_edited_layer(self.model, edit.deltas)
+        if ffn is not None and 6 * size <= self.cache_bytes:  # keys are 4 x hidden wide
+            params = dict(self.model.named_parameters())
+            moved = {params[n].dim(): d.to(params[n].dtype) for n, d in edit.deltas.items()}
+            weight, bias = moved.get(2), moved.get(1)
+
+            def change(keys: torch.Tensor) -> torch.Tensor:
+                out = keys @ weight.T if weight is not None else torch.zeros(())
+                return out + bias if bias is not None else out
+
+            docs, queries = (embed_with_ffn_change(self.model, s, change)
+                             for s in self._states("ffn", ffn))
+        elif start and size <= self.cache_bytes:
+            with edit.applied(self.model):
+                docs, queries = (embed_from(self.model, s)
+                                 for s in self._states("input", start))
+        else:
+            with edit.applied(self.model):
+                return rank_corpus(self.model, self.dataset)
+        return Ranking(self.dataset.doc_ids, self.dataset.query_ids, docs, queries,
+                       self.model.similarity(queries, docs))
+
     @torch.no_grad()
     def measure(self, edit: Edit, requests: list[EditRequest]) -> list[dict]:
         """One row per request: ranks, efficacy, generalisation and locality."""
         for r in requests:
             check_request(r, self.before)
+        after = self._rank_edited(edit)
         with edit.applied(self.model):
-            after = rank_corpus(self.model, self.dataset)  # the jobs bar shows progress
             extra = [t for r in requests for t in r.paraphrases]
             para = self.model.encode_queries(extra) if extra else None
         para_scores = None if para is None else self.model.similarity(para, after.docs)

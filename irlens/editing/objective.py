@@ -10,6 +10,8 @@ documents as well as queries. The loss is a smooth hinge (softplus with temperat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -22,12 +24,21 @@ INSERT_BAR = 5  # an inserted document must beat the 5th best rival
 REMOVE_BAR = 10  # a removed one must fall below the 10th best
 
 
-def gaps(model: BiEncoder, requests: list[EditRequest]) -> torch.Tensor:
-    """Signed distance of each request to its bar [n]; > 0 means met."""
+Encode = Callable[[int, EditRequest], tuple[torch.Tensor, torch.Tensor]]
+
+
+def gaps(model: BiEncoder, requests: list[EditRequest], encode: Encode | None = None
+         ) -> torch.Tensor:
+    """Signed distance of each request to its bar [n]; > 0 means met. ``encode(i,
+    request)`` may give the query's vector [1, dim] and the documents' [1 + rivals, dim]
+    (e.g. from cached layer states); by default both are embedded from the start."""
     out = []
-    for r in requests:
-        q = model.embed([r.query], "query")
-        d = model.embed([r.doc, *r.competitors], "doc")
+    for i, r in enumerate(requests):
+        if encode is None:
+            q = model.embed([r.query], "query")
+            d = model.embed([r.doc, *r.competitors], "doc")
+        else:
+            q, d = encode(i, r)
         scores = model.similarity(q, d)[0]
         rivals = scores[1:]
         k = min(INSERT_BAR if r.kind == "insert" else REMOVE_BAR, len(rivals))
