@@ -20,7 +20,7 @@ def edit_command(
     kind: str = typer.Option("insert", help="insert a document into a query's top 10, or "
                              "remove one from it."),
     n: int = typer.Option(50, "--n", help="Edit requests, drawn from the split's queries."),
-    layer: int = typer.Option(None, help="The FFN layer edited. Unset: rome edits layer 2, "
+    layer: int = typer.Option(None, help="The FFN layer edited. Unset: rome edits the last layer, "
                               "ft trains every weight, kn looks at every layer."),
     steps: int = typer.Option(60, help="Optimisation steps per edit at most."),
     seed: int = typer.Option(0, help="Seed of the insert targets and paraphrases."),

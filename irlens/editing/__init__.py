@@ -3,7 +3,7 @@
 >>> from irlens.editing import EditBench, RankOneEditor, cached_covariance, make_requests
 >>> bench = EditBench(model, dataset)                       # the unedited ranking
 >>> requests = make_requests(model, dataset, "insert", 5, ranking=bench.before)
->>> editor = RankOneEditor(cached_covariance(model, dataset, layer=2), layer=2)
+>>> editor = RankOneEditor(cached_covariance(model, dataset, layer=5), layer=5)
 >>> edit = editor.fit(model, requests[:1])
 >>> with edit.applied(model):                               # restored on exit
 ...     ...

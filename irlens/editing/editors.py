@@ -27,7 +27,14 @@ from contextlib import contextmanager
 import torch
 
 from irlens.editing.edit import Edit
-from irlens.editing.layer_cache import embed_with_ffn_change, ffn_inputs, ffn_output_layer
+from irlens.editing.layer_cache import (
+    embed_from,
+    embed_with_ffn_change,
+    ffn_inputs,
+    ffn_output_layer,
+    first_edited_layer,
+    layer_inputs,
+)
 from irlens.editing.objective import gaps, hinge
 from irlens.editing.requests import EditRequest
 from irlens.errors import IrlensError
@@ -96,13 +103,21 @@ class FineTuneEditor:
         names = _param_names(model, self.layer)
         params = dict(model.named_parameters())
         start, used = time.perf_counter(), 0
+        encode = None
+        if self.layer is not None and first_edited_layer(model, names) == self.layer:
+            states = [(layer_inputs(model, [r.query], "query", self.layer),
+                       layer_inputs(model, [r.doc, *r.competitors], "doc", self.layer))
+                      for r in requests]  # the layers below never change: run them once
+
+            def encode(i, _request):
+                return embed_from(model, states[i][0]), embed_from(model, states[i][1])
         with _restored(model, names) as saved:
             for p in params.values():
                 p.requires_grad_(False)
             train = [params[n].requires_grad_(True) for n in names]
             opt = torch.optim.Adam(train, lr=self.lr)
             for used in range(1, self.steps + 1):  # noqa: B007 - used after the loop
-                gap = gaps(model, requests)
+                gap = gaps(model, requests, encode)
                 if bool((gap >= self.margin).all()):
                     used -= 1
                     break

@@ -116,16 +116,15 @@ def embed_from(model: BiEncoder, inputs: LayerInputs) -> torch.Tensor:
 
 @dataclass
 class FFNInputs:
-    """Layer ``layer``'s FFN keys ``post`` [B, T, I], output ``out`` [B, T, H] and
-    residual input ``attn`` [B, T, H] for texts of one side, chunk by chunk, with the
-    arguments of the calls of the layers above."""
+    """Layer ``layer``'s FFN keys ``post`` [B, T, I] and its FFN output plus residual
+    input ``base`` [B, T, H] (what its LayerNorm reads, in eval mode) for texts of one
+    side, chunk by chunk, with the arguments of the calls of the layers above."""
 
     side: str
     layer: int
     batches: list[Batch]
     post: list[torch.Tensor]
-    out: list[torch.Tensor]
-    attn: list[torch.Tensor]
+    base: list[torch.Tensor]
     calls: list[list[tuple[tuple, dict]]]
     order: list[int]
 
@@ -148,14 +147,13 @@ def ffn_inputs(model: BiEncoder, texts: list[str], side: str, layer: int,
                batch_size: int = 64) -> FFNInputs:
     """One clean pass per chunk of ``texts``, keeping layer ``layer``'s FFN states."""
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # as encode_docs
-    out = FFNInputs(side, layer, [], [], [], [], [], order)
+    out = FFNInputs(side, layer, [], [], [], [], order)
     for start in range(0, len(texts), batch_size):
         batch = model.tokenize([texts[i] for i in order[start:start + batch_size]], side)
         states = clean_states(model, batch, side, lambda vectors: vectors)
         out.batches.append(batch)
         out.post.append(states.post[layer])
-        out.out.append(states.out[layer])
-        out.attn.append(states.attn[layer])
+        out.base.append(states.out[layer] + states.attn[layer])
         out.calls.append(states.calls[layer + 1:])
     return out
 
@@ -163,13 +161,14 @@ def ffn_inputs(model: BiEncoder, texts: list[str], side: str, layer: int,
 def embed_with_ffn_change(model: BiEncoder, inputs: FFNInputs,
                           change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Pooled vectors [n, dim] (float32, text order) when layer ``inputs.layer``'s FFN
-    output is ``out + change(post)``; differentiable in what ``change`` depends on."""
+    output changes by ``change(post)``; differentiable in what ``change`` depends on.
+    The model must be in eval mode (dropout is the identity)."""
     layers = layers_of(model, inputs.side)
-    output = layers[inputs.layer].output
+    norm = layers[inputs.layer].output.LayerNorm
     chunks = []
-    for batch, post, out, attn, calls in zip(inputs.batches, inputs.post, inputs.out,
-                                             inputs.attn, inputs.calls, strict=True):
-        hidden = output.LayerNorm(output.dropout(out + change(post)) + attn)
+    for batch, post, base, calls in zip(inputs.batches, inputs.post, inputs.base,
+                                        inputs.calls, strict=True):
+        hidden = norm(base + change(post))
         for block, (args, kwargs) in zip(layers[inputs.layer + 1:], calls, strict=True):
             hidden = block(hidden, *args, **kwargs)
             if isinstance(hidden, tuple):

@@ -39,10 +39,11 @@ from irlens.evaluation import evaluate
 from irlens.models import BiEncoder
 from irlens.retrieval import encode_corpus
 
-__all__ = ["EditBench"]
+__all__ = ["EditBench", "ranking_run"]
 
 
-def _run(ranking: Ranking, qids: list[str], k: int = 100) -> dict[str, dict[str, float]]:
+def ranking_run(ranking: Ranking, qids: list[str], k: int = 100) -> dict[str, dict[str, float]]:
+    """The top ``k`` of each query in ``qids`` as an ir_measures run."""
     rows = [ranking.query_ids.index(q) for q in qids]
     top = torch.topk(ranking.scores[rows], min(k, ranking.scores.shape[1]))
     return {q: {ranking.doc_ids[j]: float(s) for j, s in zip(idx.tolist(), val.tolist(),
@@ -62,7 +63,7 @@ class EditBench:
     dataset: Dataset
     before: Ranking | None = None
     progress: bool = False
-    cache_bytes: int = 2 * 2**30  # the most the layer-input cache may hold
+    cache_bytes: int = 4 * 2**30  # the most the layer-state cache may hold
 
     def __post_init__(self) -> None:
         self._inputs: tuple | None = None  # (how, layer, doc states, query states)
@@ -70,7 +71,7 @@ class EditBench:
             docs = encode_corpus(self.model, self.dataset, progress=self.progress)
             self.before = rank_corpus(self.model, self.dataset, docs=docs)
         self.judged = [q for q in self.dataset.query_ids if self.dataset.relevant(q)]
-        self.ndcg_before = evaluate(_run(self.before, self.judged), self.dataset.qrels,
+        self.ndcg_before = evaluate(ranking_run(self.before, self.judged), self.dataset.qrels,
                                     ["nDCG@10"]).per_query
 
     def _states(self, how: str, layer: int) -> tuple:
@@ -89,7 +90,7 @@ class EditBench:
         size = self.before.docs.shape[0] * self.model.max_length * 4 * hidden
         ffn = ffn_output_layer(self.model, edit.deltas)
         start = first_edited_layer(self.model, edit.deltas)
-        if ffn is not None and 6 * size <= self.cache_bytes:  # keys are 4 x hidden wide
+        if ffn is not None and 5 * size <= self.cache_bytes:  # keys are 4 x hidden wide
             params = dict(self.model.named_parameters())
             moved = {params[n].dim(): d.to(params[n].dtype) for n, d in edit.deltas.items()}
             weight, bias = moved.get(2), moved.get(1)
@@ -123,10 +124,10 @@ class EditBench:
         touched = {r.query_id for r in requests} | {q for r in requests
                                                    for q in r.related_queries}
         local = [q for q in self.judged if q not in touched]
-        ndcg_after = evaluate(_run(after, local), {q: self.dataset.qrels[q] for q in local},
+        ndcg_after = evaluate(ranking_run(after, local), {q: self.dataset.qrels[q] for q in local},
                               ["nDCG@10"]).per_query if local else {}
-        before_top = _run(self.before, local, 10)
-        after_top = _run(after, local, 10)
+        before_top = ranking_run(self.before, local, 10)
+        after_top = ranking_run(after, local, 10)
         churn = sum(len(set(before_top[q]) ^ set(after_top[q])) for q in local) // 2
         cosine = float(F.cosine_similarity(self.before.docs, after.docs, dim=-1).mean())
         delta_ndcg = float(np.mean([ndcg_after[q]["nDCG@10"] - self.ndcg_before[q]["nDCG@10"]

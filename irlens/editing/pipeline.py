@@ -6,7 +6,9 @@ edited, one after another, saved as a model folder), ``edited+trained`` (that fo
 trained with :func:`irlens.training.train_bi_encoder`) and ``control+trained`` (the base
 trained with the same options). For each stage and request the table says the
 document's rank for the request's query and whether the edit holds there (insert: top
-10; remove: out of it).
+10; remove: out of it), with the stage's nDCG@10 over the dataset's judged queries. The
+trainings skip their own test evaluation (``eval_split=None``) unless ``train`` asks
+for one: the stages are measured here, on the same corpus as the edits.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
-from irlens.editing.measures import EditBench
+from irlens.editing.measures import EditBench, ranking_run
 from irlens.editing.requests import make_requests, rank_corpus
 from irlens.editing.study import EditConfig, _editor, edit_data
 from irlens.errors import IrlensError
+from irlens.evaluation import evaluate
 from irlens.models import load_model
 
 __all__ = ["STAGES", "StageRanks", "edit_then_train"]
@@ -51,7 +54,7 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
     """Run the four stages (see the module docstring); one row per (stage, request)."""
     from irlens.training import train_bi_encoder
 
-    train = dict(train or {})
+    train = {"eval_split": None, **(train or {})}
     out = Path(out)
     if config.split == train.get("split", "train"):
         raise IrlensError("edit requests and training use the same split; edit test "
@@ -79,12 +82,14 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
         def run() -> StageRanks:
             m = base if name == "base" else load_model(folders[name])
             ranking = bench.before if name == "base" else rank_corpus(m, dataset)
+            ndcg = evaluate(ranking_run(ranking, bench.judged), dataset.qrels, ["nDCG@10"])
             rows = []
             for r in requests:
                 rank = ranking.rank(r.query_id, r.doc_id)
                 rows.append({"stage": name, "kind": r.kind, "query_id": r.query_id,
                              "doc_id": r.doc_id, "rank": rank,
-                             "holds": rank <= 10 if r.kind == "insert" else rank > 10})
+                             "holds": rank <= 10 if r.kind == "insert" else rank > 10,
+                             "ndcg10": ndcg.aggregate["nDCG@10"]})
             return StageRanks(make_manifest("edit-survival", {"stage": name}), rows)
         return run
 

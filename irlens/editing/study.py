@@ -21,6 +21,7 @@ from irlens.editing.editors import EDITORS, make_editor
 from irlens.editing.measures import EditBench
 from irlens.editing.requests import KINDS, make_requests
 from irlens.errors import IrlensError
+from irlens.hooks import hook_points
 from irlens.models import BiEncoder
 
 __all__ = ["EditConfig", "EditRecord", "edit_data", "run_edits", "summarise"]
@@ -34,7 +35,7 @@ class EditConfig:
     kind: str = "insert"
     n: int = 50
     seed: int = 0
-    layer: int | None = None  # rome: 2 when unset; ft: every weight; kn: every layer
+    layer: int | None = None  # rome: the last when unset; ft: every weight; kn: every layer
     steps: int = 60
     split: str = "test"
     covariance_docs: int = 1000
@@ -68,7 +69,8 @@ class EditRecord(Artifact):
 
 def _editor(config: EditConfig, model: BiEncoder, dataset):
     if config.editor == "rome":
-        layer = 2 if config.layer is None else config.layer
+        last = sum(1 for p in hook_points(model, "doc").values() if p.kind == "resid") - 1
+        layer = last if config.layer is None else config.layer
         moment = cached_covariance(model, dataset, layer, config.covariance_docs)
         return make_editor("rome", moment=moment, layer=layer, steps=config.steps)
     if config.editor == "kn":
