@@ -57,10 +57,10 @@ def edit_command(
         from irlens.editing.pipeline import edit_then_train
 
         train = {"split": train_split, "max_queries": train_max_queries}
-        frame = edit_then_train(model, data, out, config, train)
-        table = frame.pivot_table(index="stage", values="holds", aggfunc="mean")
+        frame = edit_then_train(model, data, out, config, train, max_length=max_length)
+        table = frame.pivot_table(index="stage", values=["holds", "ndcg10"], aggfunc="mean")
         if json_out:
-            echo_json(table["holds"].to_dict())
+            echo_json(table.to_dict(orient="index"))
         else:
             typer.echo(table.to_string())
         return

@@ -49,8 +49,8 @@ class StageRanks(Artifact):
 
 
 def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditConfig,
-                    train: dict[str, Any] | None = None, progress: bool = True
-                    ) -> pd.DataFrame:
+                    train: dict[str, Any] | None = None, progress: bool = True,
+                    max_length: int | None = None) -> pd.DataFrame:
     """Run the four stages (see the module docstring); one row per (stage, request)."""
     from irlens.training import train_bi_encoder
 
@@ -59,10 +59,11 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
     if config.split == train.get("split", "train"):
         raise IrlensError("edit requests and training use the same split; edit test "
                           "queries and train on the train split")
-    base = load_model(model)
+    base = load_model(model, max_length=max_length)
     dataset = edit_data(data, config)
     store = Store(out, make_manifest("edit-pipeline", {**asdict(config), "train": train,
-                                                       "model": model},
+                                                       "model": model,
+                                                       "max_length": max_length},
                                      model=base, data=dataset))
     bench = EditBench(base, dataset, progress=progress)
     requests = make_requests(base, dataset, config.kind, config.n, seed=config.seed,
@@ -80,7 +81,7 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
 
     def stage(name: str):
         def run() -> StageRanks:
-            m = base if name == "base" else load_model(folders[name])
+            m = base if name == "base" else load_model(folders[name], max_length=max_length)
             ranking = bench.before if name == "base" else rank_corpus(m, dataset)
             ndcg = evaluate(ranking_run(ranking, bench.judged), dataset.qrels, ["nDCG@10"])
             rows = []
