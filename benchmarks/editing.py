@@ -5,11 +5,15 @@ edit for each editor, in one run.
   batch) vs ``key_covariance_loop`` (one document per forward, one outer product per
   token), the same documents and layer. Each side runs in its own subprocess, in
   alternating order, best of ``--rounds``; peak resident memory per side. Target >= 5x.
+- **measuring an edit**: ``EditBench.measure`` of one rank-one edit, re-running only the
+  layers the edit changes (the layer-state cache) vs re-encoding the corpus and queries
+  from the start (``cache_bytes=0``), the same edit; subprocesses, alternating, best of
+  ``--rounds``, peak resident memory per side (the cache's cost).
 - **seconds per edit**: ``fit`` time of the rank-one, knowledge-neuron and fine-tuning
   editors on the same insert requests (the covariance estimate excluded and reported
-  once).
+  once), ``kn`` and ``ft`` at the same layer.
 
-Usage: python benchmarks/editing.py [--docs 100] [--edits 3] [--rounds 3]
+Usage: python benchmarks/editing.py [--docs 100] [--edits 3] [--rounds 3] [--layer 5]
 """
 
 from __future__ import annotations
@@ -53,6 +57,24 @@ def covariance_side(side: str, docs: int, layer: int, max_length: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def measure_side(side: str, docs: int, layer: int, max_length: int) -> dict:
+    """One timed measurement of one rank-one edit (run inside a fresh subprocess)."""
+    from irlens.editing import EditBench, RankOneEditor, key_covariance, make_requests
+
+    model, dataset = _setup(max_length)
+    small = dataset.subset(max_docs=docs * 3, max_queries=60)
+    bench = EditBench(model, small, cache_bytes=0 if side == "full" else 4 * 2**30)
+    request = make_requests(model, small, "insert", 1, ranking=bench.before)[0]
+    moment = key_covariance(model, small.doc_texts()[:docs], layer)
+    edit = RankOneEditor(moment, layer=layer).fit(model, [request])
+    start = time.perf_counter()
+    row = bench.measure(edit, [request])[0]
+    seconds = time.perf_counter() - start
+    return {"side": side, "seconds": seconds, "rank_after": row["rank_after"],
+            "delta_ndcg10": row["locality_delta_ndcg10"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def _child(args: argparse.Namespace, side: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", side, "--docs", str(args.docs),
@@ -73,8 +95,8 @@ def editor_seconds(args: argparse.Namespace) -> list[dict]:
     moment = key_covariance(model, small.doc_texts()[:args.docs], args.layer)
     cov_seconds = time.perf_counter() - start
     rows = []
-    for name, kwargs in (("rome", {"moment": moment, "layer": args.layer}), ("kn", {}),
-                         ("ft", {"layer": args.layer})):
+    for name, kwargs in (("rome", {"moment": moment, "layer": args.layer}),
+                         ("kn", {"layer": args.layer}), ("ft", {"layer": args.layer})):
         editor = make_editor(name, **kwargs)
         times, met = [], 0
         for request in requests:
@@ -88,24 +110,30 @@ def editor_seconds(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _best_of(args: argparse.Namespace, sides: tuple[str, str]) -> dict[str, dict]:
+    """Each side in its own subprocess, alternating, the fastest of ``args.rounds``."""
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for r in range(args.rounds):
+        for side in (sides if r % 2 == 0 else sides[::-1]):
+            runs[side].append(_child(args, side))
+    return {side: min(rs, key=lambda x: x["seconds"]) for side, rs in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100)
     parser.add_argument("--edits", type=int, default=3)
-    parser.add_argument("--layer", type=int, default=2)
+    parser.add_argument("--layer", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=["batched", "loop"])
+    parser.add_argument("--child", choices=["batched", "loop", "cached", "full"])
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/editing.json")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(covariance_side(args.child, args.docs, args.layer, args.max_length)))
+        side = covariance_side if args.child in ("batched", "loop") else measure_side
+        print(json.dumps(side(args.child, args.docs, args.layer, args.max_length)))
         return
-    runs: dict[str, list[dict]] = {"batched": [], "loop": []}
-    for r in range(args.rounds):
-        for side in (("batched", "loop") if r % 2 == 0 else ("loop", "batched")):
-            runs[side].append(_child(args, side))
-    best = {side: min(rs, key=lambda x: x["seconds"]) for side, rs in runs.items()}
+    best = _best_of(args, ("batched", "loop"))
     same = abs(best["batched"]["trace"] - best["loop"]["trace"]) / best["loop"]["trace"]
     speedup = best["loop"]["seconds"] / best["batched"]["seconds"]
     print(f"covariance of layer {args.layer} keys over {args.docs} docs "
@@ -114,12 +142,20 @@ def main() -> None:
     for side, row in best.items():
         print(f"{side:<10}{row['seconds']:>10.2f}{row['peak_rss_mb']:>14.0f}")
     print(f"speed-up {speedup:.1f}x, relative trace difference {same:.1e}")
+    measure = _best_of(args, ("cached", "full"))
+    measure_speedup = measure["full"]["seconds"] / measure["cached"]["seconds"]
+    print(f"\nmeasuring one layer-{args.layer} rank-one edit on {args.docs * 3} docs:")
+    for side, row in measure.items():
+        print(f"{side:<10}{row['seconds']:>10.2f}{row['peak_rss_mb']:>14.0f}"
+              f"  rank after {row['rank_after']}, dnDCG@10 {row['delta_ndcg10']:+.5f}")
+    print(f"speed-up {measure_speedup:.1f}x")
     editors = editor_seconds(args)
     print(f"\n{'editor':<8}{'s/edit':>8}{'efficacy':>10}")
     for row in editors:
         print(f"{row['editor']:<8}{row['seconds_per_edit']:>8.1f}{row['efficacy']:>10.0%}")
     payload = {"machine": platform.platform(), "covariance": best, "speedup": speedup,
-               "relative_trace_difference": same, "editors": editors,
+               "relative_trace_difference": same, "measure": measure,
+               "measure_speedup": measure_speedup, "editors": editors,
                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(payload, indent=2) + "\n")

@@ -255,11 +255,11 @@ def test_rank_one_insert_on_the_real_model(default_model, data_dir, tmp_path, mo
     bench = EditBench(default_model, dataset)
     request = make_requests(default_model, dataset, "insert", 1, seed=1,
                             ranking=bench.before)[0]
-    moment = key_covariance(default_model, dataset.doc_texts()[:100], layer=2)
-    edit = RankOneEditor(moment, layer=2).fit(default_model, [request])
+    moment = key_covariance(default_model, dataset.doc_texts()[:100], layer=5)
+    edit = RankOneEditor(moment, layer=5).fit(default_model, [request])
     row = bench.measure(edit, [request])[0]
     assert row["rank_before"] > 10 and row["efficacy"], row
-    assert abs(row["locality_delta_ndcg10"]) < 0.05 and row["locality_doc_cosine"] > 0.95
+    assert abs(row["locality_delta_ndcg10"]) < 0.05 and row["locality_doc_cosine"] > 0.99
 
 
 def test_knowledge_neuron_suppression_lowers_the_target_score(tiny):
