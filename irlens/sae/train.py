@@ -44,6 +44,7 @@ class TrainConfig:
     lr_end_share: float = 0.1
     seed: int = 0
     checkpoint_every: int = 100
+    median_sample: int = 4096
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -150,7 +151,8 @@ def train_sae(acts: Activations, out: str | Path, sae_config: SAEConfig | None =
         state = saved["state"]
     else:
         with torch.no_grad():
-            sae.coder.b_dec.copy_(geometric_median(acts.sample(20_000, seed=tcfg.seed)))
+            sae.coder.b_dec.copy_(geometric_median(acts.sample(tcfg.median_sample,
+                                                               seed=tcfg.seed)))
 
     def lr_at(step: int) -> float:
         decay_from = int(total * 0.8)
@@ -195,8 +197,10 @@ def train_sae(acts: Activations, out: str | Path, sae_config: SAEConfig | None =
     bar.close()
     sae.eval()
     samples = total * tcfg.batch_size
-    sae.save(store.folder / "sae", training={
-        "steps": total, "samples": samples, "seconds": state["seconds"],
-        "samples_per_s": samples / max(state["seconds"], 1e-9), **state["last"]})
+    training = {"steps": total, "samples": samples, "seconds": state["seconds"],
+                "samples_per_s": samples / max(state["seconds"], 1e-9), **state["last"]}
+    sae.save(store.folder / "sae", training=training)
     ckpt.unlink(missing_ok=True)
-    return load_sae(store.folder / "sae")
+    # the trained module is what was saved: hand it back with the saved manifest, no reload
+    sae.manifest = Manifest.read(store.folder / "sae")
+    return sae
