@@ -289,6 +289,41 @@ def test_endpoint_answers_are_cached_on_disk(tmp_path):
     assert seen[0]["max_tokens"] == 5 and len(list((tmp_path / "cache").iterdir())) == 1
 
 
+def test_endpoint_judge_reads_top_logprobs(tmp_path):
+    seen = []
+    tops = [{"token": "Yes", "logprob": -0.5}, {"token": " yes", "logprob": -1.5},
+            {"token": "No", "logprob": -2.0}, {"token": "Maybe", "logprob": -4.0}]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            logprobs = {"content": [{"token": "Yes", "logprob": -0.5, "top_logprobs": tops}]}
+            choice = {"message": {"content": "Yes"}}
+            if "plain" not in body["messages"][0]["content"]:
+                choice["logprobs"] = logprobs
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"choices": [choice]}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        llm = ChatEndpoint(f"http://127.0.0.1:{server.server_port}/v1", "m")
+        verdict = llm.judge("does it match?")
+        with pytest.raises(IrlensError, match="top_logprobs"):
+            llm.judge("plain server")
+    finally:
+        server.shutdown()
+    assert verdict["answer"] == "Yes"
+    assert verdict["margin"] == pytest.approx(math.log(math.exp(-0.5) + math.exp(-1.5)) + 2.0)
+    assert seen[0]["logprobs"] is True and seen[0]["max_tokens"] == 1
+
+
 def write_planted_beir(folder):
     ids, texts, _ = planted_corpus(n_per=8)
     (folder / "qrels").mkdir(parents=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -55,10 +56,11 @@ class ChatEndpoint:
         self.api_key = api_key
         self.name = f"{model}@{self.url}"
 
-    def complete(self, prompt: str, max_new_tokens: int = 30) -> str:
+    def _choice(self, prompt: str, max_new_tokens: int, **extra) -> dict:
         body = json.dumps({"model": self.model, "max_tokens": max_new_tokens,
                            "temperature": 0.0,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
+                           "messages": [{"role": "user", "content": prompt}],
+                           **extra}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -66,7 +68,9 @@ class ChatEndpoint:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 payload = json.loads(response.read())
-            return str(payload["choices"][0]["message"]["content"]).strip()
+            choice = payload["choices"][0]
+            choice["message"]["content"] = str(choice["message"]["content"]).strip()
+            return choice
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise IrlensError(f"the LLM endpoint {self.url} does not answer ({reason}); "
@@ -74,6 +78,28 @@ class ChatEndpoint:
         except (KeyError, IndexError, TypeError, json.JSONDecodeError):
             raise IrlensError(f"the LLM endpoint {self.url} answered, but not in the "
                               "OpenAI chat format; point --llm-url at a /v1 base") from None
+
+    def complete(self, prompt: str, max_new_tokens: int = 30) -> str:
+        return self._choice(prompt, max_new_tokens)["message"]["content"]
+
+    def judge(self, prompt: str) -> dict:
+        """The yes/no margin from the first answer token's ``top_logprobs`` (20): the
+        log-probabilities of its "yes" and "no" spellings (any case, any spaces) summed; a
+        spelling outside the top 20 counts as the 20th log-probability (an upper bound)."""
+        choice = self._choice(prompt, 1, logprobs=True, top_logprobs=20)
+        try:
+            tops = choice["logprobs"]["content"][0]["top_logprobs"]
+            pairs = [(str(t["token"]).strip().lower(), float(t["logprob"])) for t in tops]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise IrlensError(f"the LLM endpoint {self.url} returned no top_logprobs; use a "
+                              "server that supports logprobs (vLLM, llama.cpp)") from None
+        floor = min((lp for _, lp in pairs), default=0.0)
+
+        def logp(word: str) -> float:
+            found = [lp for tok, lp in pairs if tok == word]
+            return math.log(sum(math.exp(lp) for lp in found)) if found else floor
+
+        return {"margin": logp("yes") - logp("no"), "answer": choice["message"]["content"]}
 
 
 class CausalLM:

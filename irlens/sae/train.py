@@ -47,8 +47,8 @@ class TrainConfig:
     median_sample: int = 4096
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise IrlensError("epochs and batch_size must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.median_sample < 1:
+            raise IrlensError("epochs, batch_size and median_sample must be positive")
 
     def learning_rate(self, width: int) -> float:
         """sparsify's default, 2e-4 / sqrt(width / 2^14), unless ``lr`` is set."""
