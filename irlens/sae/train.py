@@ -96,12 +96,19 @@ def training_step(sae: SparseAutoencoder, x: Tensor, dead_mask: Tensor | None
     auxk = x.new_zeros(())
     if cfg.auxk_alpha > 0 and dead_mask is not None and (n_dead := int(dead_mask.sum())) > 0:
         # sparsify's fused encoder drops the gradient of its pre-activations, so its AuxK
-        # would train only the dead decoder rows; here the dead encoder rows learn too
-        pre = sae.pre_acts(x) if pre is None else pre
+        # would train only the dead decoder rows; here the dead encoder rows learn too.
+        # Only the dead rows are encoded again (n_dead columns, not the whole width).
         k_aux = min(x.shape[1] // 2, n_dead)
         scale = min(n_dead / (x.shape[1] // 2), 1.0)
-        acts, idx = torch.where(dead_mask[None], pre, torch.zeros_like(pre)).topk(k_aux, dim=1)
-        e_hat = F.embedding_bag(idx, sae.W_dec, per_sample_weights=acts, mode="sum")
+        dead_idx = dead_mask.nonzero().squeeze(1)
+        if pre is None:
+            enc = sae.coder.encoder
+            pre_dead = F.relu(F.linear(x - sae.coder.b_dec, enc.weight[dead_idx],
+                                       enc.bias[dead_idx]))
+        else:
+            pre_dead = pre[:, dead_idx]
+        acts, j = pre_dead.topk(k_aux, dim=1)
+        e_hat = F.embedding_bag(dead_idx[j], sae.W_dec, per_sample_weights=acts, mode="sum")
         auxk = scale * (e_hat - e.detach()).pow(2).sum() / total_variance
     loss = fvu + cfg.auxk_alpha * auxk
     parts = {"fvu": float(fvu.detach()), "auxk": float(auxk.detach())}
