@@ -180,6 +180,31 @@ def test_margin_detection_ranks_where_the_answers_cannot():
     assert all(math.isnan(v) for v in wrong[1].values())
 
 
+class DocBiased(YesSayer):
+    """A judge whose margin is mostly about the document (its filler words), plus a small
+    bonus when the concept matches: only the calibrated margin ranks by the concept."""
+
+    def judge(self, prompt: str) -> dict:
+        concept, text = prompt.rsplit("Concept: ", 1)[1].split("\nText: ", 1)
+        text = text.split("\n")[0]
+        bias = 10.0 * sum(text.count(w) for w in ("report", "people", "today"))
+        hit = concept != "N/A" and concept.split()[0] in text
+        return {"margin": bias + (1.0 if hit else 0.0), "answer": "yes"}
+
+
+def test_calibrated_margin_removes_the_document_effect():
+    ids, texts, _ = planted_corpus(n_per=6)
+    z = np.zeros((len(ids), 3))
+    for i, doc in enumerate(ids):
+        z[i, int(doc[0])] = 1.0
+    rows = np.arange(len(ids))
+    scores = detection_margin_scores(DocBiased(), {c: CONCEPTS[c][0] for c in range(3)}, z,
+                                     texts, rows, n=4, baseline="N/A", progress=False)
+    assert all(v["auroc_calibrated"] == 1.0 for v in scores.values())
+    assert all(v["balanced_accuracy_calibrated"] == 1.0 for v in scores.values())
+    assert min(v["auroc"] for v in scores.values()) < 0.9  # raw margins follow the filler
+
+
 def tiny_causal_lm(seed=0):
     """A random 1-layer GPT-2 with a word-level vocabulary (" yes" and " no" one token)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -382,7 +407,8 @@ def test_explain_with_a_judge_scores_margins_and_the_shuffled_control(tiny, tmp_
                           n_latents=4, llm=YesSayer(), llm_latents=3,
                           cache_dir=tmp_path / "emb", progress=False)
     for name in ("llm", "keywords", "shuffled_llm"):
-        for column in ("detection", "detection_auroc", "detection_bacc", "yes_share"):
+        for column in ("detection", "detection_auroc", "detection_bacc", "yes_share",
+                       "detection_auroc_calibrated", "detection_bacc_calibrated"):
             assert f"{column}_{name}" in summary
 
 

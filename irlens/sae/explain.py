@@ -42,6 +42,8 @@ from irlens.sae.scorers import (
 
 __all__ = ["explain_sae"]
 
+BASELINE = "N/A"  # the content-free concept of the calibrated detection margin
+
 
 def _write_table(out: Path, frame: pd.DataFrame, summary: dict) -> None:
     with atomic_path(out / "scores.parquet") as tmp:
@@ -125,6 +127,7 @@ def explain_sae(model, sae, datasets: Sequence[Dataset], out: str | Path, *,
             if hasattr(llm, "judge"):  # one forward per prompt: margin and greedy answer
                 detect[name] = detection_margin_scores(cached, expl, z, texts, held,
                                                        n=n_detect, seed=seed,
+                                                       baseline=BASELINE,
                                                        progress=progress)
             else:
                 detect[name] = {j: {"answer_accuracy": v} for j, v in detection_scores(
@@ -136,7 +139,9 @@ def explain_sae(model, sae, datasets: Sequence[Dataset], out: str | Path, *,
     frame["llm"] = [texts_llm.get(j) for j in frame.latent]
     frame["embedding_auroc_llm"] = [emb.get(j, np.nan) for j in frame.latent]
     columns = {"answer_accuracy": "detection_{}", "auroc": "detection_auroc_{}",
-               "balanced_accuracy": "detection_bacc_{}", "yes_share": "yes_share_{}"}
+               "balanced_accuracy": "detection_bacc_{}", "yes_share": "yes_share_{}",
+               "auroc_calibrated": "detection_auroc_calibrated_{}",
+               "balanced_accuracy_calibrated": "detection_bacc_calibrated_{}"}
     for name, scores in detect.items():
         for key, column in columns.items():
             if any(key in v for v in scores.values()):
