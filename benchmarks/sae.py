@@ -11,6 +11,10 @@ Caching: ``cache_activations`` (pooled, no embedding cache to reuse) vs
 
     python benchmarks/sae.py                       # writes benchmarks/results/sae.json
     python benchmarks/sae.py --vectors emb.npy     # train on real vectors [n, d]
+
+The reported run (docs/sae.md) trains on real pooled vectors: the encode_corpus cache of
+the msmarco-dl19 pool (``--vectors .../embeddings.npy --n 35328``, a multiple of the batch,
+so every side sees exactly the same number of samples).
 """
 
 from __future__ import annotations

@@ -110,6 +110,33 @@ def test_auxk_revives_dead_latents(batch_topk):
     assert run(1.0) >= 8
 
 
+def test_auxk_loss_and_gradients_match_the_dense_formula():
+    from irlens.sae.train import training_step
+
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=16, expansion_factor=4, k=3, auxk_alpha=1.0))
+    x = torch.randn(32, 16)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::5] = True
+    loss, parts, _ = training_step(sae, x, dead)
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    # reference: Gao et al.'s AuxK on the full pre-activations, non-dead latents masked
+    out = sae.coder(x, total_variance=(x - x.mean(0)).pow(2).sum())
+    e = x - out.sae_out
+    pre = torch.relu(sae.coder.encoder(x - sae.coder.b_dec))
+    acts, idx = torch.where(dead[None], pre, torch.zeros_like(pre)).topk(8, dim=1)
+    e_hat = (acts[..., None] * sae.W_dec[idx]).sum(1)
+    scale = min(13 / 8, 1.0)  # 13 dead latents, k_aux = d_in / 2 = 8
+    auxk = scale * (e_hat - e.detach()).pow(2).sum() \
+        / (x - x.mean(0)).pow(2).sum()
+    assert parts["auxk"] == pytest.approx(float(auxk.detach()), rel=1e-5)
+    (out.fvu + auxk).backward()
+    for name, p in sae.named_parameters():
+        torch.testing.assert_close(ours[name], p.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_sae_lens_loads_our_files(tmp_path):
     from sae_lens import SAE  # the sae-lens extra; CI installs it (never skipped)
 

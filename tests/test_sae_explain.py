@@ -19,9 +19,15 @@ from irlens.errors import IrlensError
 from irlens.sae import SAEConfig, SparseAutoencoder, load_sae
 from irlens.sae.dictionary import build_dictionary, latent_matrix, log_odds
 from irlens.sae.explain import explain_sae
-from irlens.sae.llm import ChatEndpoint, DiskCache
-from irlens.sae.scorers import detection_scores, embedding_scores, shuffled
-from irlens.sae.steering import latent_steering, prf_steering, steer
+from irlens.sae.llm import CausalLM, ChatEndpoint, DiskCache
+from irlens.sae.scorers import (
+    detection_margin_scores,
+    detection_prompt,
+    detection_scores,
+    embedding_scores,
+    shuffled,
+)
+from irlens.sae.steering import feedback_latents, latent_steering, prf_steering, steer
 from tests.tiny import tiny_model, tiny_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,6 +153,122 @@ def test_detection_scorer_is_balanced_accuracy():
     assert wrong == {0: 0.5}
 
 
+class YesSayer(WordJudge):
+    """Like the base Gemma: always answers "yes", but its yes/no margin is higher when the
+    concept's first word is in the text."""
+
+    def judge(self, prompt: str) -> dict:
+        concept, text = prompt.rsplit("Concept: ", 1)[1].split("\nText: ", 1)
+        hit = concept.split()[0] in text.split("\n")[0]
+        return {"margin": 3.0 if hit else 1.0, "answer": "yes"}
+
+
+def test_margin_detection_ranks_where_the_answers_cannot():
+    ids, texts, _ = planted_corpus(n_per=6)
+    z = np.zeros((len(ids), 3))
+    for i, doc in enumerate(ids):
+        z[i, int(doc[0])] = 1.0
+    rows = np.arange(len(ids))
+    good = detection_margin_scores(YesSayer(), {c: CONCEPTS[c][0] for c in range(3)}, z,
+                                   texts, rows, n=4, progress=False)
+    for scores in good.values():
+        assert scores == {"auroc": 1.0, "balanced_accuracy": 1.0, "answer_accuracy": 0.5,
+                          "yes_share": 1.0}
+    wrong = detection_margin_scores(YesSayer(), {0: "banana", 1: ""}, z, texts, rows, n=4,
+                                    progress=False)
+    assert wrong[0]["auroc"] == 0.5 and wrong[0]["balanced_accuracy"] == 0.5
+    assert all(math.isnan(v) for v in wrong[1].values())
+
+
+class DocBiased(YesSayer):
+    """A judge whose margin is mostly about the document (its filler words), plus a small
+    bonus when the concept matches: only the calibrated margin ranks by the concept."""
+
+    def judge(self, prompt: str) -> dict:
+        concept, text = prompt.rsplit("Concept: ", 1)[1].split("\nText: ", 1)
+        text = text.split("\n")[0]
+        bias = 10.0 * sum(text.count(w) for w in ("report", "people", "today"))
+        hit = concept != "N/A" and concept.split()[0] in text
+        return {"margin": bias + (1.0 if hit else 0.0), "answer": "yes"}
+
+
+def test_calibrated_margin_removes_the_document_effect():
+    ids, texts, _ = planted_corpus(n_per=6)
+    z = np.zeros((len(ids), 3))
+    for i, doc in enumerate(ids):
+        z[i, int(doc[0])] = 1.0
+    rows = np.arange(len(ids))
+    scores = detection_margin_scores(DocBiased(), {c: CONCEPTS[c][0] for c in range(3)}, z,
+                                     texts, rows, n=4, baseline="N/A", progress=False)
+    assert all(v["auroc_calibrated"] == 1.0 for v in scores.values())
+    assert all(v["balanced_accuracy_calibrated"] == 1.0 for v in scores.values())
+    assert min(v["auroc"] for v in scores.values()) < 0.9  # raw margins follow the filler
+
+
+def tiny_causal_lm(seed=0):
+    """A random 1-layer GPT-2 with a word-level vocabulary (" yes" and " no" one token)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = ["[UNK]", "[EOS]", "yes", "no", "Answer", ":", "Concept", "Text", "?", "."]
+    words += sorted({w for _, t in CONCEPTS for w in t.split()} | set(FILLER))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]",
+                                        eos_token="[EOS]")
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=256, n_embd=16,
+                                       n_layer=1, n_head=2, bos_token_id=1,
+                                       eos_token_id=1))
+    return CausalLM(model, tokenizer, "tiny-gpt2")
+
+
+def test_causal_lm_judge_matches_sequence_likelihoods():
+    llm = tiny_causal_lm()
+    for concept, text in CONCEPTS:
+        prompt = detection_prompt(concept, text)
+        verdict = llm.judge(prompt)
+        # reference: the LM's own loss on prompt + " yes" vs prompt + " no"; the shared
+        # prefix cancels, leaving log P(yes | prompt) - log P(no | prompt)
+        total = {}
+        for word in ("yes", "no"):
+            ids = llm.tokenizer(prompt + " " + word, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                loss = llm.model(ids, labels=ids).loss
+            total[word] = -float(loss) * (ids.shape[1] - 1)
+        assert verdict["margin"] == pytest.approx(total["yes"] - total["no"], abs=1e-3)
+        assert verdict["answer"] == llm.complete(prompt, max_new_tokens=1)
+    no_yes = tiny_causal_lm()
+    with pytest.raises(IrlensError, match="' yes'"):
+        CausalLM(no_yes.model, _without(no_yes.tokenizer, "yes"), "broken")
+
+
+def _without(tokenizer, word):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for w, i in tokenizer.get_vocab().items() if w != word}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[EOS]")
+
+
+def test_judgements_are_cached_on_disk(tmp_path):
+    calls = []
+
+    class Counting(YesSayer):
+        def judge(self, prompt):
+            calls.append(prompt)
+            return super().judge(prompt)
+
+    llm = DiskCache(Counting(), tmp_path / "cache")
+    prompt = detection_prompt("salmon", CONCEPTS[0][1])
+    assert llm.judge(prompt) == llm.judge(prompt) == {"margin": 3.0, "answer": "yes"}
+    assert len(calls) == 1
+    with pytest.raises(IrlensError, match="log-probabilities"):
+        DiskCache(WordJudge(), tmp_path / "cache").judge(prompt)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -190,6 +312,41 @@ def test_endpoint_answers_are_cached_on_disk(tmp_path):
         server.shutdown()
     assert len(seen) == 1 and seen[0]["messages"][0]["content"] == "name it"
     assert seen[0]["max_tokens"] == 5 and len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_endpoint_judge_reads_top_logprobs(tmp_path):
+    seen = []
+    tops = [{"token": "Yes", "logprob": -0.5}, {"token": " yes", "logprob": -1.5},
+            {"token": "No", "logprob": -2.0}, {"token": "Maybe", "logprob": -4.0}]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            logprobs = {"content": [{"token": "Yes", "logprob": -0.5, "top_logprobs": tops}]}
+            choice = {"message": {"content": "Yes"}}
+            if "plain" not in body["messages"][0]["content"]:
+                choice["logprobs"] = logprobs
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"choices": [choice]}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        llm = ChatEndpoint(f"http://127.0.0.1:{server.server_port}/v1", "m")
+        verdict = llm.judge("does it match?")
+        with pytest.raises(IrlensError, match="top_logprobs"):
+            llm.judge("plain server")
+    finally:
+        server.shutdown()
+    assert verdict["answer"] == "Yes"
+    assert verdict["margin"] == pytest.approx(math.log(math.exp(-0.5) + math.exp(-1.5)) + 2.0)
+    assert seen[0]["logprobs"] is True and seen[0]["max_tokens"] == 1
 
 
 def write_planted_beir(folder):
@@ -240,6 +397,19 @@ def test_explain_with_an_llm_scores_both_explanations(tiny, tmp_path):
     frame = pd.read_parquet(tmp_path / "out" / "scores.parquet")
     assert {"embedding_auroc_keywords", "embedding_auroc_shuffled", "detection_llm",
             "embedding_auroc_llm"} <= set(frame.columns)
+    assert "detection_auroc_llm" not in frame.columns  # WordJudge gives no log-probabilities
+
+
+def test_explain_with_a_judge_scores_margins_and_the_shuffled_control(tiny, tmp_path):
+    model, _ = tiny
+    data = load_dataset(write_planted_beir(tmp_path / "data"))
+    summary = explain_sae(model, trained_tiny_sae(model), [data], tmp_path / "out",
+                          n_latents=4, llm=YesSayer(), llm_latents=3,
+                          cache_dir=tmp_path / "emb", progress=False)
+    for name in ("llm", "keywords", "shuffled_llm"):
+        for column in ("detection", "detection_auroc", "detection_bacc", "yes_share",
+                       "detection_auroc_calibrated", "detection_bacc_calibrated"):
+            assert f"{column}_{name}" in summary
 
 
 def test_steering_with_zero_delta_changes_nothing(tiny, tmp_path):
@@ -263,8 +433,35 @@ def test_steering_with_zero_delta_changes_nothing(tiny, tmp_path):
                        cache_dir=tmp_path / "e").to_frame()
     assert set(prf.control) == {"unsteered", "prf latents", "random latents"}
     assert (prf[prf.delta == 0].ndcg10_change == 0).all()
+    both = prf_steering(model, sae, data, n_feedback=3, alpha=2, deltas=[0.0],
+                        weightings=["mass", "idf"], cache_dir=tmp_path / "e").to_frame()
+    assert set(both.control) == {"unsteered", "prf latents", "prf latents idf",
+                                 "random latents"}
+    with pytest.raises(IrlensError, match="weighting"):
+        prf_steering(model, sae, data, weightings=["tfidf"], cache_dir=tmp_path / "e")
     with pytest.raises(IrlensError, match="out of range"):
         steer(sae, q, 10_000, 0.1)
+
+
+def test_feedback_latents_by_mass_and_by_idf_against_a_loop():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    dense = rng.random((30, 12)) * (rng.random((30, 12)) < 0.3)
+    dense[:, 0] = 5.0  # fires everywhere with a large activation: idf 0
+    z = sp.csc_matrix(dense)
+    tops = [[0, 1, 2], [5, 9, 20, 21]]
+    by_mass = feedback_latents(z, tops, 3, "mass")
+    by_idf = feedback_latents(z, tops, 3, "idf")
+    for q, top in enumerate(tops):
+        mass = [sum(dense[r, j] for r in top) for j in range(12)]
+        df = [sum(1 for r in range(30) if dense[r, j] > 0) for j in range(12)]
+        idf = [mass[j] * math.log(30 / max(df[j], 1)) for j in range(12)]
+        assert list(by_mass[q]) == sorted(range(12), key=lambda j: -mass[j])[:3]
+        assert list(by_idf[q]) == sorted(range(12), key=lambda j: -idf[j])[:3]
+        assert by_mass[q][0] == 0 and 0 not in by_idf[q]
+    with pytest.raises(IrlensError, match="weighting"):
+        feedback_latents(z, tops, 3, "bm25")
 
 
 def test_latent_matrix_matches_dense_encode():

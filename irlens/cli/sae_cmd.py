@@ -137,10 +137,14 @@ def eval_command(
     datasets = _datasets(data, split, max_docs, None)
     retriever = _load(model)
     frames, rows = [], []
+    queries = {}  # each dataset's queries are encoded once, for every SAE
     for folder in folders:
         one = load_sae(folder)
         for ds in datasets:
-            fid = evaluate_fidelity(retriever, one, ds, cache_dir=embedding_cache)
+            if ds.name not in queries:
+                queries[ds.name] = retriever.encode_queries(ds.query_texts())
+            fid = evaluate_fidelity(retriever, one, ds, cache_dir=embedding_cache,
+                                    query_vectors=queries[ds.name])
             fid.save(out / f"k{one.cfg.k}-{ds.name}")
             frames.append(fid.to_frame())
             rows.append({"k": one.cfg.k, "dataset": ds.name,
@@ -214,6 +218,9 @@ def steer_command(
     deltas: str = typer.Option("0.04,0.08,0.16,0.32", help="Steering strengths."),
     alpha: int = typer.Option(5, help="PRF: latents taken from the feedback documents."),
     n_feedback: int = typer.Option(10, help="PRF: feedback documents per query."),
+    weighting: str = typer.Option("mass,idf", help="PRF: how feedback latents are chosen: "
+                                  "mass (summed activation, Kang et al.) and/or idf "
+                                  "(times log(N/df))."),
     seed: int = typer.Option(0),
     max_docs: int = typer.Option(None),
     embedding_cache: Path = _CACHE,
@@ -236,7 +243,8 @@ def steer_command(
     frames = []
     for ds in datasets:
         prf = prf_steering(retriever, one, ds, n_feedback=n_feedback, alpha=alpha,
-                           deltas=steps, seed=seed, cache_dir=embedding_cache)
+                           deltas=steps, seed=seed, cache_dir=embedding_cache,
+                           weightings=[w.strip() for w in weighting.split(",") if w.strip()])
         prf.save(out / f"prf-{ds.name}")
         frames.append(prf.to_frame().assign(dataset=ds.name))
         if chosen:

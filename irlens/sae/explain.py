@@ -5,7 +5,10 @@
 - ``dictionary/``: the :class:`~irlens.sae.dictionary.LatentDictionary` artefact;
 - ``scores.parquet`` / ``scores.json``: per latent, interpretation confidence, embedding
   AUROC of the keyword explanation and of a shuffled-explanation control, and (with an
-  LLM) the LLM explanation's embedding AUROC and detection balanced accuracy;
+  LLM) the LLM explanation's embedding AUROC and its detection scores, next to those of
+  the keywords and of the LLM explanations shuffled across latents (the control): with a
+  model that gives token log-probabilities (``judge``), the margin AUROC, the label-free
+  balanced accuracy and the greedy-answer accuracy; otherwise the answer accuracy only;
 - ``llm-cache/``: every prompt and answer; ``latents.html``: the browser.
 
 Keyword results are written before any LLM is called, so an LLM that does not answer
@@ -29,9 +32,17 @@ from irlens.errors import IrlensError
 from irlens.retrieval import encode_corpus
 from irlens.sae.dictionary import LatentDictionary, build_dictionary, latent_matrix
 from irlens.sae.html import save_browser
-from irlens.sae.scorers import detection_scores, embedding_scores, explain_latents, shuffled
+from irlens.sae.scorers import (
+    detection_margin_scores,
+    detection_scores,
+    embedding_scores,
+    explain_latents,
+    shuffled,
+)
 
 __all__ = ["explain_sae"]
+
+BASELINE = "N/A"  # the content-free concept of the calibrated detection margin
 
 
 def _write_table(out: Path, frame: pd.DataFrame, summary: dict) -> None:
@@ -108,27 +119,48 @@ def explain_sae(model, sae, datasets: Sequence[Dataset], out: str | Path, *,
     examples = {j: [t for _, _, t in dictionary.entries[str(j)]["top_docs"]] for j in chosen}
     try:
         texts_llm = explain_latents(cached, examples, progress=progress)
-        det = detection_scores(cached, texts_llm, z, texts, held, n=n_detect, seed=seed,
-                               progress=progress)
+        judged = {"llm": texts_llm, "keywords": {j: keywords[j] for j in chosen}}
+        if len(chosen) > 1:  # the control: each latent judged with another's explanation
+            judged["shuffled_llm"] = shuffled(texts_llm, seed)
+        detect = {}
+        for name, expl in judged.items():
+            if hasattr(llm, "judge"):  # one forward per prompt: margin and greedy answer
+                detect[name] = detection_margin_scores(cached, expl, z, texts, held,
+                                                       n=n_detect, seed=seed,
+                                                       baseline=BASELINE,
+                                                       progress=progress)
+            else:
+                detect[name] = {j: {"answer_accuracy": v} for j, v in detection_scores(
+                    cached, expl, z, texts, held, n=n_detect, seed=seed,
+                    progress=progress).items()}
     except IrlensError as err:
         raise IrlensError(f"{err} (keyword results are in {out})") from None
     emb = embedding_scores(model, texts_llm, z, docs, held, n=n_score, seed=seed)
-    kw_det = detection_scores(cached, {j: keywords[j] for j in chosen}, z, texts, held,
-                              n=n_detect, seed=seed, progress=progress)
     frame["llm"] = [texts_llm.get(j) for j in frame.latent]
     frame["embedding_auroc_llm"] = [emb.get(j, np.nan) for j in frame.latent]
-    frame["detection_llm"] = [det.get(j, np.nan) for j in frame.latent]
-    frame["detection_keywords"] = [kw_det.get(j, np.nan) for j in frame.latent]
+    columns = {"answer_accuracy": "detection_{}", "auroc": "detection_auroc_{}",
+               "balanced_accuracy": "detection_bacc_{}", "yes_share": "yes_share_{}",
+               "auroc_calibrated": "detection_auroc_calibrated_{}",
+               "balanced_accuracy_calibrated": "detection_bacc_calibrated_{}"}
+    for name, scores in detect.items():
+        for key, column in columns.items():
+            if any(key in v for v in scores.values()):
+                frame[column.format(name)] = [scores.get(j, {}).get(key, np.nan)
+                                              for j in frame.latent]
     subset = frame[frame.latent.isin(chosen)]
     summary.update({
         "llm": llm.name, "llm_latents": len(chosen),
         "embedding_auroc_llm": _describe(subset.embedding_auroc_llm),
-        "embedding_auroc_keywords_same_latents": _describe(subset.embedding_auroc_keywords),
-        "detection_llm": _describe(subset.detection_llm),
-        "detection_keywords": _describe(subset.detection_keywords)})
+        "embedding_auroc_keywords_same_latents": _describe(subset.embedding_auroc_keywords)})
+    for column in frame.columns:
+        if column.startswith(("detection_", "yes_share_")):
+            summary[column] = _describe(subset[column])
     _write_table(out, frame, summary)
     save_browser(dictionary, out / "latents.html",
                  explanations={"keywords": keywords, "llm": texts_llm},
                  scores={"AUROC keywords": kw, "AUROC shuffled": ctrl, "AUROC llm": emb,
-                         "detection llm": det})
+                         **{f"detection {key} llm": {j: v.get(key, np.nan)
+                                                     for j, v in detect["llm"].items()}
+                            for key in ("auroc", "answer_accuracy")
+                            if any(key in v for v in detect["llm"].values())}})
     return summary

@@ -10,6 +10,15 @@ Large Language Models"; the ``delphi`` project).
   scores keyword explanations too, next to a shuffled-explanation control.
 - :func:`detection_scores`: an LLM reads the explanation and one held-out document at a
   time and answers yes/no; balanced accuracy (scikit-learn).
+- :func:`detection_margin_scores`: the same prompts, scored by the judge's next-token
+  margin ``log P(" yes") - log P(" no")`` (one forward, no generation): the AUROC of the
+  margin over firing vs quiet documents, and a balanced accuracy whose threshold never
+  sees the labels (yes when the margin is above the median of that latent's prompts,
+  which holds as many firing as quiet documents by design). With ``baseline`` (a
+  content-free concept such as "N/A"), also the same two scores of the *calibrated*
+  margin, the margin minus that document's margin under the baseline concept (contextual
+  calibration, Zhao et al. 2021, "Calibrate Before Use"), which removes how "yes-like" a
+  document reads whatever the concept.
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ import torch
 
 from irlens.errors import IrlensError
 
-__all__ = ["detection_scores", "embedding_scores", "explain_latents", "held_out_examples",
-           "shuffled"]
+__all__ = ["detection_margin_scores", "detection_prompt", "detection_scores",
+           "embedding_scores", "explain_latents", "held_out_examples", "shuffled"]
 
 FEW_SHOT = (
     "Each list shows texts that share one concept. Name the concept in a few words.\n\n"
@@ -107,6 +116,54 @@ DETECT_SHOTS = ("Concept: football matches\nText: The striker scored twice in th
                 "Does the text match the concept? Answer yes or no.\nAnswer: no\n\n")
 
 
+def detection_prompt(concept: str, text: str, chars: int = 200) -> str:
+    """The few-shot yes/no prompt for one (explanation, document)."""
+    return DETECT_SHOTS + DETECT.format(concept=concept, text=_clip(text, chars))
+
+
+def detection_margin_scores(llm, explanations: Mapping[int, str], z, doc_texts: Sequence[str],
+                            rows: np.ndarray, *, n: int = 5, seed: int = 0, chars: int = 200,
+                            baseline: str | None = None,
+                            progress: bool = True) -> dict[int, dict[str, float]]:
+    """Per latent, from ``llm.judge`` on ``n`` firing and ``n`` quiet held-out documents:
+    ``auroc`` of the yes/no margin, ``balanced_accuracy`` with yes = margin above the
+    latent's median margin (label-free), ``answer_accuracy`` (balanced accuracy of the
+    greedy next token being "yes") and ``yes_share`` (how often the greedy token is
+    "yes"); with ``baseline``, ``auroc_calibrated`` and ``balanced_accuracy_calibrated``
+    of the margin minus the baseline concept's margin on the same document. NaN when a
+    side is empty or the explanation is blank."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+    from tqdm.auto import tqdm
+
+    keys = ["auroc", "balanced_accuracy", "answer_accuracy", "yes_share"]
+    if baseline is not None:
+        keys += ["auroc_calibrated", "balanced_accuracy_calibrated"]
+    nan = dict.fromkeys(keys, float("nan"))
+    out = {}
+    for j, concept in tqdm(explanations.items(), desc="detect (margin)", disable=not progress):
+        pos, neg = held_out_examples(_column(z, j), rows, n, seed + j)
+        if not concept.strip() or not len(pos) or not len(neg):
+            out[j] = dict(nan)
+            continue
+        docs = np.concatenate([pos, neg])
+        verdicts = [llm.judge(detection_prompt(concept, doc_texts[i], chars)) for i in docs]
+        margin = np.array([v["margin"] for v in verdicts])
+        said_yes = np.array([v["answer"].strip().lower().startswith("yes") for v in verdicts])
+        labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(bool)
+        out[j] = {"auroc": float(roc_auc_score(labels, margin)),
+                  "balanced_accuracy": float(balanced_accuracy_score(
+                      labels, margin > np.median(margin))),
+                  "answer_accuracy": float(balanced_accuracy_score(labels, said_yes)),
+                  "yes_share": float(said_yes.mean())}
+        if baseline is not None:
+            calibrated = margin - np.array([llm.judge(detection_prompt(
+                baseline, doc_texts[i], chars))["margin"] for i in docs])
+            out[j]["auroc_calibrated"] = float(roc_auc_score(labels, calibrated))
+            out[j]["balanced_accuracy_calibrated"] = float(balanced_accuracy_score(
+                labels, calibrated > np.median(calibrated)))
+    return out
+
+
 def detection_scores(llm, explanations: Mapping[int, str], z, doc_texts: Sequence[str],
                      rows: np.ndarray, *, n: int = 5, seed: int = 0, chars: int = 200,
                      progress: bool = True) -> dict[int, float]:
@@ -123,8 +180,7 @@ def detection_scores(llm, explanations: Mapping[int, str], z, doc_texts: Sequenc
             continue
         preds = []
         for i in np.concatenate([pos, neg]):
-            prompt = DETECT_SHOTS + DETECT.format(concept=concept,
-                                                  text=_clip(doc_texts[i], chars))
+            prompt = detection_prompt(concept, doc_texts[i], chars)
             answer = llm.complete(prompt, max_new_tokens=2).strip().lower()
             preds.append(answer.startswith("yes"))
         labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(bool)

@@ -11,6 +11,10 @@
 - :func:`prf_steering`: Kang et al.'s pseudo-relevance-feedback controller: take the top
   ``alpha`` latents of each query's top ``n_feedback`` documents, add ``delta`` to them in
   the query and search again; against the unsteered search and a random-latent control.
+  ``weighting="idf"`` ranks the feedback latents by summed activation times their inverse
+  document frequency over the corpus, ``log(N / df)`` (Sparck Jones, 1972, as for
+  expansion terms in classical PRF), so that latents firing on most documents, which
+  carry no information about the query, are not the ones reinforced.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from irlens.retrieval import encode_corpus
 from irlens.sae._vectors import vector_search
 from irlens.sae.dictionary import latent_matrix
 
-__all__ = ["Steering", "latent_steering", "prf_steering", "steer"]
+__all__ = ["Steering", "feedback_latents", "latent_steering", "prf_steering", "steer"]
 
 
 @torch.no_grad()
@@ -138,25 +142,50 @@ def latent_steering(model, sae, dataset: Dataset, latents: Sequence[int],
     return Steering(manifest=manifest, dataset=dataset.name, rows=rows)
 
 
+WEIGHTINGS = ("mass", "idf")
+
+
+def feedback_latents(z, feedback_rows: Sequence[Sequence[int]], alpha: int,
+                     weighting: str = "mass") -> np.ndarray:
+    """The top ``alpha`` latents per query [n_queries, alpha] from its feedback documents'
+    rows of ``z`` [docs, width] (scipy sparse): by summed activation (``"mass"``, Kang et
+    al.) or summed activation x ``log(N / df)`` over all ``N`` rows (``"idf"``)."""
+    if weighting not in WEIGHTINGS:
+        raise IrlensError(f"unknown PRF weighting '{weighting}'; use mass or idf")
+    z = z.tocsr()
+    weight = np.ones(z.shape[1])
+    if weighting == "idf":
+        df = np.asarray((z > 0).sum(0)).ravel()
+        weight = np.log(z.shape[0] / np.maximum(df, 1))
+    out = []
+    for top in feedback_rows:
+        score = np.asarray(z[list(top)].sum(0)).ravel() * weight
+        out.append(np.argsort(-score, kind="stable")[:alpha])
+    return np.stack(out)
+
+
 def prf_steering(model, sae, dataset: Dataset, *, n_feedback: int = 10, alpha: int = 5,
                  deltas: Sequence[float] = (0.04, 0.08, 0.16, 0.32), seed: int = 0,
-                 depth: int = 100, batch_size: int = 64, cache_dir=None,
-                 query_vectors=None) -> Steering:
-    """Kang et al.'s PRF controller vs the unsteered search and random latents."""
+                 weightings: Sequence[str] = ("mass",), depth: int = 100,
+                 batch_size: int = 64, cache_dir=None, query_vectors=None) -> Steering:
+    """Kang et al.'s PRF controller (one row set per feedback ``weightings``: ``mass``,
+    ``idf``) vs the unsteered search and random latents."""
     if n_feedback < 1 or alpha < 1:
         raise IrlensError("n_feedback and alpha must be positive")
+    bad = [w for w in weightings if w not in WEIGHTINGS]
+    if bad or not weightings:
+        raise IrlensError(f"unknown PRF weighting {bad or weightings}; use mass and/or idf")
     docs, queries, z = _inputs(model, sae, dataset, batch_size, cache_dir, query_vectors)
     z = z.tocsr()
     qids, doc_ids = dataset.query_ids, dataset.doc_ids
     row = {d: i for i, d in enumerate(doc_ids)}
     base = vector_search(model, qids, queries, doc_ids, docs, depth)
     base_ndcg = float(np.mean(list(_ndcg(base, dataset).values())))
-    feedback = []
-    for q in qids:
-        top = [row[d] for d in sorted(base[q], key=lambda d: -base[q][d])[:n_feedback]]
-        mass = np.asarray(z[top].sum(0)).ravel()
-        feedback.append(np.argsort(-mass, kind="stable")[:alpha])
-    chosen = torch.as_tensor(np.stack(feedback), dtype=torch.long)
+    tops = [[row[d] for d in sorted(base[q], key=lambda d: -base[q][d])[:n_feedback]]
+            for q in qids]
+    chosen = {("prf latents" if w == "mass" else f"prf latents {w}"):
+              torch.as_tensor(feedback_latents(z, tops, alpha, w), dtype=torch.long)
+              for w in weightings}
     alive = np.flatnonzero(np.asarray((z > 0).sum(0)).ravel() > 0)
     rng = np.random.default_rng(seed)
     random = torch.as_tensor(np.stack([rng.choice(alive, alpha, replace=False)
@@ -165,7 +194,7 @@ def prf_steering(model, sae, dataset: Dataset, *, n_feedback: int = 10, alpha: i
              "alpha": alpha, "n_feedback": n_feedback, "ndcg10": base_ndcg,
              "ndcg10_change": 0.0}]
     for delta in deltas:
-        for control, latents in (("prf latents", chosen), ("random latents", random)):
+        for control, latents in (*chosen.items(), ("random latents", random)):
             run = vector_search(model, qids, steer(sae, queries, latents, delta), doc_ids,
                                 docs, depth)
             ndcg = float(np.mean(list(_ndcg(run, dataset).values())))
@@ -174,6 +203,7 @@ def prf_steering(model, sae, dataset: Dataset, *, n_feedback: int = 10, alpha: i
                          "ndcg10_change": ndcg - base_ndcg})
     manifest = make_manifest("sae-steering", {"n_feedback": n_feedback, "alpha": alpha,
                                               "deltas": list(deltas), "seed": seed,
+                                              "weightings": list(weightings),
                                               "sae": sae.manifest.config},
                              model=model, data=dataset)
     return Steering(manifest=manifest, dataset=dataset.name, rows=rows)

@@ -44,10 +44,11 @@ class TrainConfig:
     lr_end_share: float = 0.1
     seed: int = 0
     checkpoint_every: int = 100
+    median_sample: int = 4096
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise IrlensError("epochs and batch_size must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.median_sample < 1:
+            raise IrlensError("epochs, batch_size and median_sample must be positive")
 
     def learning_rate(self, width: int) -> float:
         """sparsify's default, 2e-4 / sqrt(width / 2^14), unless ``lr`` is set."""
@@ -95,12 +96,19 @@ def training_step(sae: SparseAutoencoder, x: Tensor, dead_mask: Tensor | None
     auxk = x.new_zeros(())
     if cfg.auxk_alpha > 0 and dead_mask is not None and (n_dead := int(dead_mask.sum())) > 0:
         # sparsify's fused encoder drops the gradient of its pre-activations, so its AuxK
-        # would train only the dead decoder rows; here the dead encoder rows learn too
-        pre = sae.pre_acts(x) if pre is None else pre
+        # would train only the dead decoder rows; here the dead encoder rows learn too.
+        # Only the dead rows are encoded again (n_dead columns, not the whole width).
         k_aux = min(x.shape[1] // 2, n_dead)
         scale = min(n_dead / (x.shape[1] // 2), 1.0)
-        acts, idx = torch.where(dead_mask[None], pre, torch.zeros_like(pre)).topk(k_aux, dim=1)
-        e_hat = F.embedding_bag(idx, sae.W_dec, per_sample_weights=acts, mode="sum")
+        dead_idx = dead_mask.nonzero().squeeze(1)
+        if pre is None:
+            enc = sae.coder.encoder
+            pre_dead = F.relu(F.linear(x - sae.coder.b_dec, enc.weight[dead_idx],
+                                       enc.bias[dead_idx]))
+        else:
+            pre_dead = pre[:, dead_idx]
+        acts, j = pre_dead.topk(k_aux, dim=1)
+        e_hat = F.embedding_bag(dead_idx[j], sae.W_dec, per_sample_weights=acts, mode="sum")
         auxk = scale * (e_hat - e.detach()).pow(2).sum() / total_variance
     loss = fvu + cfg.auxk_alpha * auxk
     parts = {"fvu": float(fvu.detach()), "auxk": float(auxk.detach())}
@@ -150,7 +158,8 @@ def train_sae(acts: Activations, out: str | Path, sae_config: SAEConfig | None =
         state = saved["state"]
     else:
         with torch.no_grad():
-            sae.coder.b_dec.copy_(geometric_median(acts.sample(20_000, seed=tcfg.seed)))
+            sae.coder.b_dec.copy_(geometric_median(acts.sample(tcfg.median_sample,
+                                                               seed=tcfg.seed)))
 
     def lr_at(step: int) -> float:
         decay_from = int(total * 0.8)
@@ -195,8 +204,10 @@ def train_sae(acts: Activations, out: str | Path, sae_config: SAEConfig | None =
     bar.close()
     sae.eval()
     samples = total * tcfg.batch_size
-    sae.save(store.folder / "sae", training={
-        "steps": total, "samples": samples, "seconds": state["seconds"],
-        "samples_per_s": samples / max(state["seconds"], 1e-9), **state["last"]})
+    training = {"steps": total, "samples": samples, "seconds": state["seconds"],
+                "samples_per_s": samples / max(state["seconds"], 1e-9), **state["last"]}
+    sae.save(store.folder / "sae", training=training)
     ckpt.unlink(missing_ok=True)
-    return load_sae(store.folder / "sae")
+    # the trained module is what was saved: hand it back with the saved manifest, no reload
+    sae.manifest = Manifest.read(store.folder / "sae")
+    return sae
