@@ -7,6 +7,7 @@ import json
 import math
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,12 +164,16 @@ class YesSayer(WordJudge):
         return {"margin": 3.0 if hit else 1.0, "answer": "yes"}
 
 
-def test_margin_detection_ranks_where_the_answers_cannot():
+def _one_hot_corpus() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The planted corpus's texts, one latent per planted concept, and every row."""
     ids, texts, _ = planted_corpus(n_per=6)
     z = np.zeros((len(ids), 3))
-    for i, doc in enumerate(ids):
-        z[i, int(doc[0])] = 1.0
-    rows = np.arange(len(ids))
+    z[np.arange(len(ids)), [int(doc[0]) for doc in ids]] = 1.0
+    return texts, z, np.arange(len(ids))
+
+
+def test_margin_detection_ranks_where_the_answers_cannot():
+    texts, z, rows = _one_hot_corpus()
     good = detection_margin_scores(YesSayer(), {c: CONCEPTS[c][0] for c in range(3)}, z,
                                    texts, rows, n=4, progress=False)
     for scores in good.values():
@@ -193,11 +198,7 @@ class DocBiased(YesSayer):
 
 
 def test_calibrated_margin_removes_the_document_effect():
-    ids, texts, _ = planted_corpus(n_per=6)
-    z = np.zeros((len(ids), 3))
-    for i, doc in enumerate(ids):
-        z[i, int(doc[0])] = 1.0
-    rows = np.arange(len(ids))
+    texts, z, rows = _one_hot_corpus()
     scores = detection_margin_scores(DocBiased(), {c: CONCEPTS[c][0] for c in range(3)}, z,
                                      texts, rows, n=4, baseline="N/A", progress=False)
     assert all(v["auroc_calibrated"] == 1.0 for v in scores.values())
@@ -385,12 +386,17 @@ def test_explain_keeps_keyword_results_when_the_llm_is_down(tiny, tmp_path):
     assert (tmp_path / "out" / "dictionary" / "manifest.json").is_file()
 
 
-def test_explain_with_an_llm_scores_both_explanations(tiny, tmp_path):
+def _explain_with(llm, tiny, tmp_path: Path, llm_latents: int) -> dict:
+    """``explain_sae`` on the planted data with a tiny SAE and the given judge."""
     model, _ = tiny
     data = load_dataset(write_planted_beir(tmp_path / "data"))
-    summary = explain_sae(model, trained_tiny_sae(model), [data], tmp_path / "out",
-                          n_latents=4, llm=WordJudge(), llm_latents=2,
-                          cache_dir=tmp_path / "emb", progress=False)
+    return explain_sae(model, trained_tiny_sae(model), [data], tmp_path / "out",
+                       n_latents=4, llm=llm, llm_latents=llm_latents,
+                       cache_dir=tmp_path / "emb", progress=False)
+
+
+def test_explain_with_an_llm_scores_both_explanations(tiny, tmp_path):
+    summary = _explain_with(WordJudge(), tiny, tmp_path, llm_latents=2)
     assert summary["llm_latents"] == 2 and summary["detection_llm"]["n"] <= 2
     import pandas as pd
 
@@ -401,11 +407,7 @@ def test_explain_with_an_llm_scores_both_explanations(tiny, tmp_path):
 
 
 def test_explain_with_a_judge_scores_margins_and_the_shuffled_control(tiny, tmp_path):
-    model, _ = tiny
-    data = load_dataset(write_planted_beir(tmp_path / "data"))
-    summary = explain_sae(model, trained_tiny_sae(model), [data], tmp_path / "out",
-                          n_latents=4, llm=YesSayer(), llm_latents=3,
-                          cache_dir=tmp_path / "emb", progress=False)
+    summary = _explain_with(YesSayer(), tiny, tmp_path, llm_latents=3)
     for name in ("llm", "keywords", "shuffled_llm"):
         for column in ("detection", "detection_auroc", "detection_bacc", "yes_share",
                        "detection_auroc_calibrated", "detection_bacc_calibrated"):

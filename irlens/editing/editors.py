@@ -26,15 +26,8 @@ from contextlib import contextmanager
 
 import torch
 
+from irlens.editing import layer_cache
 from irlens.editing.edit import Edit
-from irlens.editing.layer_cache import (
-    embed_from,
-    embed_with_ffn_change,
-    ffn_inputs,
-    ffn_output_layer,
-    first_edited_layer,
-    layer_inputs,
-)
 from irlens.editing.objective import gaps, hinge
 from irlens.editing.requests import EditRequest
 from irlens.errors import IrlensError
@@ -104,13 +97,13 @@ class FineTuneEditor:
         params = dict(model.named_parameters())
         start, used = time.perf_counter(), 0
         encode = None
-        if self.layer is not None and first_edited_layer(model, names) == self.layer:
-            states = [(layer_inputs(model, [r.query], "query", self.layer),
-                       layer_inputs(model, [r.doc, *r.competitors], "doc", self.layer))
+        if self.layer is not None and layer_cache.first_edited_layer(model, names) == self.layer:
+            states = [(layer_cache.layer_inputs(model, [r.query], "query", self.layer),
+                       layer_cache.layer_inputs(model, [r.doc, *r.competitors], "doc", self.layer))
                       for r in requests]  # the layers below never change: run them once
 
             def encode(i, _request):
-                return embed_from(model, states[i][0]), embed_from(model, states[i][1])
+                return tuple(layer_cache.embed_from(model, s) for s in states[i])
         with _restored(model, names) as saved:
             for p in params.values():
                 p.requires_grad_(False)
@@ -202,13 +195,13 @@ class RankOneEditor:
 
         name = next(n for n, p in model.named_parameters() if p is linear.weight)
         encode, handle = None, None
-        if ffn_output_layer(model, [name]) == self.layer:  # re-run only the layers above
+        if layer_cache.ffn_output_layer(model, [name]) == self.layer:  # only the layers above
             texts = ([request.query], [request.doc, *request.competitors])
-            states = [ffn_inputs(model, t, side, self.layer)
+            states = [layer_cache.ffn_inputs(model, t, side, self.layer)
                       for t, side in zip(texts, ("query", "doc"), strict=True)]
 
             def encode(_i, _request):
-                return tuple(embed_with_ffn_change(model, s, rank_one) for s in states)
+                return tuple(layer_cache.embed_with_ffn_change(model, s, rank_one) for s in states)
         else:  # any other tower: the update as a hook on full forwards
             handle = linear.register_forward_hook(
                 lambda _module, inputs, output: output + rank_one(inputs[0]))

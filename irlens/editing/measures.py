@@ -25,15 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from irlens.data import Dataset
+from irlens.editing import layer_cache
 from irlens.editing.edit import Edit
-from irlens.editing.layer_cache import (
-    embed_from,
-    embed_with_ffn_change,
-    ffn_inputs,
-    ffn_output_layer,
-    first_edited_layer,
-    layer_inputs,
-)
 from irlens.editing.requests import EditRequest, Ranking, check_request, rank_corpus
 from irlens.evaluation import evaluate
 from irlens.models import BiEncoder
@@ -79,7 +72,7 @@ class EditBench:
         computed once with the unedited model and kept for the next edit."""
         if self._inputs is None or self._inputs[:2] != (how, layer):
             self._inputs = None  # free the old layer's states first
-            make = ffn_inputs if how == "ffn" else layer_inputs
+            make = layer_cache.ffn_inputs if how == "ffn" else layer_cache.layer_inputs
             self._inputs = (how, layer, make(self.model, self.dataset.doc_texts(), "doc", layer),
                             make(self.model, self.dataset.query_texts(), "query", layer))
         return self._inputs[2:]
@@ -88,8 +81,8 @@ class EditBench:
         """The edited model's ranking, re-running only the layers the edit can change."""
         hidden = self.model.doc_encoder.config.hidden_size
         size = self.before.docs.shape[0] * self.model.max_length * 4 * hidden
-        ffn = ffn_output_layer(self.model, edit.deltas)
-        start = first_edited_layer(self.model, edit.deltas)
+        ffn = layer_cache.ffn_output_layer(self.model, edit.deltas)
+        start = layer_cache.first_edited_layer(self.model, edit.deltas)
         if ffn is not None and 5 * size <= self.cache_bytes:  # keys are 4 x hidden wide
             params = dict(self.model.named_parameters())
             moved = {params[n].dim(): d.to(params[n].dtype) for n, d in edit.deltas.items()}
@@ -99,11 +92,11 @@ class EditBench:
                 out = keys @ weight.T if weight is not None else torch.zeros(())
                 return out + bias if bias is not None else out
 
-            docs, queries = (embed_with_ffn_change(self.model, s, change)
+            docs, queries = (layer_cache.embed_with_ffn_change(self.model, s, change)
                              for s in self._states("ffn", ffn))
         elif start and size <= self.cache_bytes:
             with edit.applied(self.model):
-                docs, queries = (embed_from(self.model, s)
+                docs, queries = (layer_cache.embed_from(self.model, s)
                                  for s in self._states("input", start))
         else:
             with edit.applied(self.model):
