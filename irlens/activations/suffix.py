@@ -18,7 +18,7 @@ use the hook path (:func:`irlens.activations.scaled_activation_pass`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -78,11 +78,13 @@ def layers_of(model: BiEncoder, side: str) -> nn.ModuleList:
 
 def clean_states(model: BiEncoder, batch: Batch, side: str,
                  target: Callable[[torch.Tensor], torch.Tensor], *, grad: bool = False,
-                 ) -> CleanStates:
+                 layers: Collection[int] | None = None) -> CleanStates:
     """One forward over ``batch`` that records :class:`CleanStates` (parameters must be
-    frozen by the caller); ``grad=True`` adds one backward for the clean gradients."""
+    frozen by the caller); ``grad=True`` adds one backward for the clean gradients.
+    ``layers`` keeps the tensors of those layers only (the lists then hold just them, in
+    order; ``calls`` still has every layer), so nothing else stays in memory."""
     states = CleanStates()
-    layers = layers_of(model, side)
+    blocks = layers_of(model, side)
     live: list[torch.Tensor] = []  # the recorded tensors that stay in the graph
 
     def keep(store: list, in_graph: bool):
@@ -95,11 +97,14 @@ def clean_states(model: BiEncoder, batch: Batch, side: str,
         return hook
 
     with ExitStack() as stack:
-        for layer in layers:
-            handles = [
-                layer.register_forward_pre_hook(
-                    lambda _m, args, kwargs: states.calls.append((args[1:], kwargs)),
-                    with_kwargs=True),
+        for i, layer in enumerate(blocks):
+            handles = [layer.register_forward_pre_hook(
+                lambda _m, args, kwargs: states.calls.append((args[1:], kwargs)),
+                with_kwargs=True)]
+            if layers is not None and i not in layers:
+                stack.callback(handles[0].remove)
+                continue
+            handles += [
                 layer.intermediate.register_forward_pre_hook(
                     lambda _m, args: states.attn.append(args[0].detach())),
                 layer.intermediate.dense.register_forward_hook(keep(states.pre, True)),

@@ -175,7 +175,7 @@ class RankOneEditor:
                 key = self.key(model, request)
                 u = torch.linalg.solve(moment, key)
                 u = (u / (key @ u)).to(point.module.weight.dtype)
-                delta, used = self._optimise(model, point.module, request, u)
+                delta, used = self._optimise(model, point.module, weight_name, request, u)
                 steps_used.append(used)
                 update = torch.outer(delta.double(), u.double())
                 total += update
@@ -185,15 +185,14 @@ class RankOneEditor:
                     {**self.get_params(), "steps_used": steps_used,
                      "seconds": time.perf_counter() - start})
 
-    def _optimise(self, model: BiEncoder, linear: torch.nn.Module, request: EditRequest,
-                  u: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def _optimise(self, model: BiEncoder, linear: torch.nn.Module, name: str,
+                  request: EditRequest, u: torch.Tensor) -> tuple[torch.Tensor, int]:
         delta = torch.zeros(linear.weight.shape[0], dtype=linear.weight.dtype,
                             requires_grad=True)
 
         def rank_one(keys: torch.Tensor) -> torch.Tensor:
             return (keys @ u).unsqueeze(-1) * delta
 
-        name = next(n for n, p in model.named_parameters() if p is linear.weight)
         encode, handle = None, None
         if layer_cache.ffn_output_layer(model, [name]) == self.layer:  # only the layers above
             texts = ([request.query], [request.doc, *request.competitors])

@@ -150,10 +150,10 @@ def ffn_inputs(model: BiEncoder, texts: list[str], side: str, layer: int,
     out = FFNInputs(side, layer, [], [], [], [], order)
     for start in range(0, len(texts), batch_size):
         batch = model.tokenize([texts[i] for i in order[start:start + batch_size]], side)
-        states = clean_states(model, batch, side, lambda vectors: vectors)
+        states = clean_states(model, batch, side, lambda vectors: vectors, layers={layer})
         out.batches.append(batch)
-        out.post.append(states.post[layer])
-        out.base.append(states.out[layer] + states.attn[layer])
+        out.post.append(states.post[0])
+        out.base.append(states.out[0] + states.attn[0])
         out.calls.append(states.calls[layer + 1:])
     return out
 

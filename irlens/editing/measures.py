@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from irlens.activations.suffix import layers_of
 from irlens.data import Dataset
 from irlens.editing import layer_cache
 from irlens.editing.edit import Edit
@@ -84,13 +85,15 @@ class EditBench:
         ffn = layer_cache.ffn_output_layer(self.model, edit.deltas)
         start = layer_cache.first_edited_layer(self.model, edit.deltas)
         if ffn is not None and 5 * size <= self.cache_bytes:  # keys are 4 x hidden wide
-            params = dict(self.model.named_parameters())
-            moved = {params[n].dim(): d.to(params[n].dtype) for n, d in edit.deltas.items()}
-            weight, bias = moved.get(2), moved.get(1)
+            dense = layers_of(self.model, "doc")[ffn].output.dense
+            names = {id(p): n for n, p in self.model.named_parameters()}
+            weight, bias = (None if p is None else edit.deltas.get(names[id(p)])
+                            for p in (dense.weight, dense.bias))
+            weight = torch.zeros_like(dense.weight) if weight is None else weight
 
-            def change(keys: torch.Tensor) -> torch.Tensor:
-                out = keys @ weight.T if weight is not None else torch.zeros(())
-                return out + bias if bias is not None else out
+            def change(keys: torch.Tensor) -> torch.Tensor:  # what the delta adds to dense
+                return F.linear(keys, weight.to(keys.dtype),
+                                None if bias is None else bias.to(keys.dtype))
 
             docs, queries = (layer_cache.embed_with_ffn_change(self.model, s, change)
                              for s in self._states("ffn", ffn))
