@@ -558,3 +558,12 @@ def test_cli_bad_input_is_one_line(tiny, tmp_path, args, message):
                                    str(tmp_path / "o"), *args])
     assert res.exit_code == 2
     assert message in res.output and res.output.count("error:") == 1
+
+
+def test_cli_bad_prf_weighting_fails_before_loading(tmp_path):
+    res = CliRunner().invoke(app, ["sae", "steer", "--sae", str(tmp_path / "none"), "-d",
+                                   str(tmp_path / "none"), "-m", str(tmp_path / "no-model"),
+                                   "-o", str(tmp_path / "o"), "--weighting", "mass,bogus"])
+    assert res.exit_code == 2
+    assert "--weighting 'mass,bogus' is not a list of mass and idf" in res.output
+    assert res.output.count("error:") == 1

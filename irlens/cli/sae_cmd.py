@@ -230,8 +230,12 @@ def steer_command(
     import pandas as pd
 
     from irlens.sae import load_sae
-    from irlens.sae.steering import latent_steering, prf_steering
+    from irlens.sae.steering import WEIGHTINGS, latent_steering, prf_steering
 
+    weightings = [w.strip() for w in weighting.split(",") if w.strip()]
+    if not weightings or set(weightings) - set(WEIGHTINGS):
+        raise IrlensError(f"--weighting '{weighting}' is not a list of {' and '.join(WEIGHTINGS)}"
+                          "; e.g. --weighting mass,idf")
     folders = _sae_folders(sae)
     if len(folders) != 1:
         raise IrlensError(f"{sae} holds {len(folders)} SAEs; pass one (e.g. {folders[0]})")
@@ -244,7 +248,7 @@ def steer_command(
     for ds in datasets:
         prf = prf_steering(retriever, one, ds, n_feedback=n_feedback, alpha=alpha,
                            deltas=steps, seed=seed, cache_dir=embedding_cache,
-                           weightings=[w.strip() for w in weighting.split(",") if w.strip()])
+                           weightings=weightings)
         prf.save(out / f"prf-{ds.name}")
         frames.append(prf.to_frame().assign(dataset=ds.name))
         if chosen:
