@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("IRLENS_DATA", "/work/shared/data")) / "scifact"
+DATA = Path(os.environ.get("IRLENS_DATA", REPO.parent / "shared" / "data")) / "scifact"
 
 
 def _examples(n: int):

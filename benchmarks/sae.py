@@ -184,8 +184,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--data", default=str(REPO.parent.parent / "shared" / "data"
-                                         / "msmarco-dl19"))
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "msmarco-dl19"))
     p.add_argument("--cache-docs", type=int, default=64)
     p.add_argument("--skip", nargs="*", default=[], help="parts to skip: train cache")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "sae.json"))
@@ -236,6 +235,7 @@ def main() -> None:
             b = best[s]
             print(f"| {s} | {b['samples_per_s']:.0f} | {b['fvu']:.4f} | "
                   f"{b['peak_rss_mb']:.0f} |")
+        _write(a.out, report)  # kept even if the caching part fails
     if "cache" not in a.skip:
         sides = ("irlens cache", "plain encode")
         runs = {s: [] for s in sides}
@@ -253,8 +253,12 @@ def main() -> None:
         for s in sides:
             print(f"| {s} | {best[s]['seconds']:.1f} | {best[s]['peak_rss_mb']:.0f} |")
         print(f"caching speed / plain encode: {report['cache']['speed_ratio']:.2f}x")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+    _write(a.out, report)
+
+
+def _write(out: str, report: dict) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -137,6 +138,36 @@ def test_auxk_loss_and_gradients_match_the_dense_formula():
         torch.testing.assert_close(ours[name], p.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_topk_encoder_matches_autograd_through_the_dense_formula():
+    from irlens.sae.topk import topk_encode
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 16, requires_grad=True)
+    w = torch.randn(48, 16, requires_grad=True)
+    b = torch.randn(48)
+    b[:40] -= 30  # 8 latents can fire: rows with fewer than k positive pre-activations
+    b.requires_grad_(True)
+    target = torch.randn(40, 48)
+
+    def loss_of(z):
+        return (z * target).sum() + z.pow(2).sum()
+
+    values, idx = topk_encode(x, w, b, 6)
+    z = torch.zeros(40, 48).scatter(1, idx, values)
+    loss_of(z).backward()
+    ours = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    pre = torch.relu(x @ w.T + b)  # reference: plain autograd, ReLU then TopK
+    ref_values, ref_idx = pre.topk(6, dim=1)
+    ref_z = torch.zeros(40, 48).scatter(1, ref_idx, ref_values)
+    assert (pre > 0).sum(1).min() < 6  # the short rows exist
+    torch.testing.assert_close(z, ref_z)
+    loss_of(ref_z).backward()
+    for mine, t in zip(ours, (x, w, b), strict=True):
+        torch.testing.assert_close(mine, t.grad, rtol=1e-5, atol=1e-5)
+
+
 def test_sae_lens_loads_our_files(tmp_path):
     from sae_lens import SAE  # the sae-lens extra; CI installs it (never skipped)
 
@@ -158,6 +189,25 @@ def test_sae_lens_loads_our_files(tmp_path):
         ours = load_sae(folder)
         np.testing.assert_allclose(ours(x).detach().numpy(), sae(x).detach().numpy(),
                                    atol=1e-6)
+
+
+def test_sparsify_folders_load(tmp_path):
+    from sparsify import SparseCoder, SparseCoderConfig
+
+    torch.manual_seed(0)
+    coder = SparseCoder(16, SparseCoderConfig(k=4, num_latents=64))
+    with torch.no_grad():
+        coder.b_dec.normal_()
+    coder.save_to_disk(tmp_path / "sp")
+    sae = load_sae(tmp_path / "sp")
+    assert (sae.cfg.d_in, sae.width, sae.cfg.k) == (16, 64, 4)
+    x = torch.randn(10, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(sae(x), coder(x).sae_out)
+    cfg = json.loads((tmp_path / "sp" / "cfg.json").read_text())
+    (tmp_path / "sp" / "cfg.json").write_text(json.dumps({**cfg, "activation": "groupmax"}))
+    with pytest.raises(IrlensError, match="groupmax"):
+        load_sae(tmp_path / "sp")
 
 
 def test_k_larger_than_width_is_one_line():
@@ -186,6 +236,39 @@ def test_cache_resumes_and_refuses_another_model(tiny, tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(IrlensError, match="does not fit"):
         Activations(tmp_path / "c").check_model(other)
+
+
+def test_balanced_batches_draw_every_dataset_equally(tiny, tmp_path):
+    model, small, _ = tiny
+    big = tmp_path / "big"
+    (big / "qrels").mkdir(parents=True)
+    (big / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": f"b{i}", "title": "", "text": f"document number {i} about topic "
+                    f"{i % 7} and item {i * 13 % 50}"}) + "\n" for i in range(60)))
+    (big / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "topic"}) + "\n")
+    (big / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\tb1\t1\n")
+    acts = cache_activations(model, [small, load_dataset(big)], tmp_path / "c", shard_size=8,
+                             progress=False)
+    rows = np.concatenate(list(acts.shards()))
+    source = np.array([s for s, n in zip(acts.sources(), acts.rows_per_shard, strict=True)
+                       for _ in range(n)])
+    n_small = int((source == small.name).sum())
+    assert n_small == len(small.corpus) + len(small.queries) and len(acts) == n_small + 61
+
+    def drawn(balance: bool) -> np.ndarray:
+        batches = list(acts.batches(7, seed=3, epoch=1, balance=balance))
+        assert len(batches) == -(-len(acts) // 7) and all(len(b) == 7 for b in batches)
+        x = torch.cat(batches).numpy()
+        # each drawn vector's row in the cache (vectors are distinct)
+        return ((x[:, None, :] - rows[None]) ** 2).sum(-1).argmin(1)
+
+    plain = np.bincount(drawn(False), minlength=len(acts))
+    assert plain.min() >= 1  # every row once (the top-up repeats a few)
+    balanced = np.bincount(drawn(True), minlength=len(acts))
+    share_small = balanced[source == small.name].sum() / balanced.sum()
+    assert 0.45 <= share_small <= 0.55  # 50% instead of its 13% of the rows
+    assert balanced[source == small.name].min() >= 3  # the small set repeats whole
+    assert balanced[source != small.name].max() <= 2  # the large one is subsampled
 
 
 def test_token_level_cache_has_one_row_per_token(tiny, tmp_path):

@@ -524,9 +524,10 @@ def test_cli_train_eval_steer_explain(tiny, tmp_path, monkeypatch):
     out = tmp_path / "run"
     res = runner.invoke(app, ["sae", "train", "-d", data, "-m", folder, "-o", str(out),
                               "--k", "2,4", "--expansion", "2", "--epochs", "2",
-                              "--batch-size", "8", "--json"])
+                              "--batch-size", "8", "--balance", "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
+    assert json.loads((out / "k2" / "manifest.json").read_text())["config"]["train"]["balance"]
     assert [s["k"] for s in summary["saes"]] == [2, 4] and summary["rows"] == 27
     assert load_sae(out / "k4" / "sae").cfg.k == 4
     res = runner.invoke(app, ["sae", "eval", "--sae", str(out), "-d", data, "-m", folder,

@@ -87,6 +87,8 @@ def train_command(
     batch_size: int = typer.Option(512),
     lr: float = typer.Option(None, help="Adam learning rate [default: sparsify's rule]."),
     seed: int = typer.Option(0),
+    balance: bool = typer.Option(False, help="Sample every dataset equally often, not in "
+                                 "proportion to its size."),
     max_docs: int = typer.Option(None, help="Keep at most this many documents per dataset."),
     max_queries: int = typer.Option(None),
     embedding_cache: Path = _CACHE,
@@ -96,7 +98,8 @@ def train_command(
     from irlens.sae import SAEConfig, TrainConfig, cache_activations, train_sae
 
     ks = _ints(k, "--k")
-    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       balance=balance)
     datasets = _datasets(data, split, max_docs, max_queries)
     retriever = _load(model)
     dim = retriever.doc_encoder.config.hidden_size

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -53,6 +54,9 @@ class ActivationShard(Artifact):
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"source": self.source, "side": self.side, "id": self.ids,
                              "position": self.positions})
+
+
+BUFFER_BYTES = 256 * 2**20  # the shuffle buffer of Activations.batches
 
 
 class Activations:
@@ -103,23 +107,66 @@ class Activations:
         return pd.concat([pd.read_parquet(self._path(k) / "table.parquet") for k in self.keys],
                          ignore_index=True)
 
+    def sources(self) -> list[str]:
+        """The source (dataset) of each shard, in shard order."""
+        return [key.rsplit("-", 2)[0] for key in self.keys]
+
+    def _epoch_rows(self, rng: np.random.Generator, balance: bool) -> list[np.ndarray | None]:
+        """Rows each shard gives to one epoch: all (``None``) or, balanced, an equal
+        share of ``len(self)`` per source (small sources repeat, large ones subsample)."""
+        if not balance:
+            return [None] * len(self.keys)
+        sources = self.sources()
+        names = sorted(set(sources))
+        quota = len(self) // len(names)
+        picks: list[np.ndarray | None] = [None] * len(self.keys)
+        for name in names:
+            shards = [i for i, s in enumerate(sources) if s == name]
+            sizes = np.array([self.rows_per_shard[i] for i in shards])
+            total = int(sizes.sum())
+            reps, rest = divmod(quota, total)
+            rows = np.concatenate([np.tile(np.arange(total), reps),
+                                   rng.choice(total, rest, replace=False)])
+            offsets = np.concatenate([[0], np.cumsum(sizes)])
+            for j, i in enumerate(shards):
+                mine = rows[(rows >= offsets[j]) & (rows < offsets[j + 1])]
+                picks[i] = mine - offsets[j]
+        return picks
+
     def batches(self, batch_size: int, *, seed: int = 0, epoch: int = 0,
-                buffer_shards: int = 4) -> Iterator[torch.Tensor]:
+                buffer_shards: int | None = None, balance: bool = False
+                ) -> Iterator[torch.Tensor]:
         """Shuffled float32 batches, ``ceil(rows / batch_size)`` of them, all full: shards in
         random order, rows shuffled within a buffer of ``buffer_shards`` shards (the usual
-        streaming shuffle); the last batch is topped up with random rows."""
+        streaming shuffle; by default as many as fit in 256 MB, so a cache that fits is
+        shuffled whole: a smaller buffer measurably slows training, see docs/sae.md); the
+        last batch is topped up with random rows.
+
+        ``balance=True`` draws every source (dataset) equally often per epoch, so a large
+        collection does not crowd out small ones; the epoch keeps its length.
+        """
+        if buffer_shards is None:
+            largest = max(self.rows_per_shard) * self.dim * 4
+            buffer_shards = max(1, BUFFER_BYTES // max(largest, 1))
         rng = np.random.default_rng([seed, epoch])
+        picks = self._epoch_rows(rng, balance)
         order = rng.permutation(len(self.keys))
         rest = np.empty((0, self.dim), dtype=np.float32)
+        n_batches, served = math.ceil(len(self) / batch_size), 0
         for start in range(0, len(order), buffer_shards):
-            block = [self.shard(self.keys[i]) for i in order[start:start + buffer_shards]]
+            block = [self.shard(self.keys[i]) if picks[i] is None
+                     else self.shard(self.keys[i])[picks[i]]
+                     for i in order[start:start + buffer_shards]]
             pool = np.concatenate([rest, *block])
             pool = pool[rng.permutation(len(pool))]
             n_full = len(pool) // batch_size * batch_size
             for b in range(0, n_full, batch_size):
+                if served == n_batches:
+                    return
+                served += 1
                 yield torch.from_numpy(np.ascontiguousarray(pool[b:b + batch_size]))
             rest = pool[n_full:]
-        if len(rest):  # a last full batch: the leftover rows plus random others
+        if served < n_batches:  # a last full batch: the leftover rows plus random others
             fill = max(0, min(batch_size, len(self)) - len(rest))
             extra = self.shard(self.keys[int(order[-1])])
             extra = extra[rng.choice(len(extra), min(fill, len(extra)), replace=False)]

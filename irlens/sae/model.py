@@ -6,13 +6,15 @@ AuxK loss that trains dead latents on the residual. BatchTopK (Bussmann et al., 
 keeps the ``k * batch`` largest activations of a batch while training and a learned
 threshold (a JumpReLU) at inference.
 
-Built on EleutherAI's ``sparsify.SparseCoder`` (its fused TopK encoder, sparse decoder,
-AuxK loss with a dead mask and decoder-norm helpers); only BatchTopK, which sparsify lacks,
-is written here. ``benchmarks/sae.py`` compares the training loop with sparsify's plain loop
-and SAELens's ``SAETrainer``.
+Built on EleutherAI's ``sparsify.SparseCoder`` (its parameters, TopK encoder at inference,
+decoder-norm helpers); written here: BatchTopK, which sparsify lacks, and the TopK
+training pass (:mod:`irlens.sae.topk`, whose sparse weight gradient is several times
+faster on a CPU). ``benchmarks/sae.py`` compares the training loop with sparsify's plain
+loop and SAELens's ``SAETrainer``.
 
 Saved in SAELens's on-disk format (``cfg.json`` + ``sae_weights.safetensors``; BatchTopK
-as ``jumprelu``, as SAELens saves it), plus an irlens ``manifest.json``.
+as ``jumprelu``, as SAELens saves it), plus an irlens ``manifest.json``; sparsify's own
+folders (``cfg.json`` + ``sae.safetensors``) are read too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = ["SAEConfig", "SparseAutoencoder", "geometric_median", "load_sae"]
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
+SPARSIFY_WEIGHTS = "sae.safetensors"
 KIND = "sae"
 
 
@@ -180,10 +183,13 @@ class SparseAutoencoder(nn.Module):
 
 
 def load_sae(folder: str | Path) -> SparseAutoencoder:
-    """Read an SAE saved by :meth:`SparseAutoencoder.save` (or any SAELens ``topk`` SAE)."""
+    """Read an SAE saved by :meth:`SparseAutoencoder.save`, any SAELens ``topk`` SAE, or a
+    sparsify TopK ``SparseCoder`` folder (``cfg.json`` + ``sae.safetensors``)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
+    if (folder / CFG).is_file() and (folder / SPARSIFY_WEIGHTS).is_file():
+        return _load_sparsify(folder)
     if not (folder / CFG).is_file() or not (folder / WEIGHTS).is_file():
         raise IrlensError(f"{folder} holds no SAE ({CFG} and {WEIGHTS}); pass the folder "
                           "irlens sae train wrote (its sae/ subfolder)")
@@ -209,6 +215,26 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
         sae.coder.b_dec.copy_(w["b_dec"])
         if "threshold" in w:
             sae.threshold.copy_(w["threshold"].flatten()[0])
+    return sae.eval()
+
+
+def _load_sparsify(folder: Path) -> SparseAutoencoder:
+    """A sparsify ``SparseCoder.save_to_disk`` folder, read by sparsify itself."""
+    from sparsify import SparseCoder
+
+    raw = json.loads((folder / CFG).read_text())
+    unsupported = {key: raw.get(key) for key in ("activation", "transcode", "skip_connection")
+                   if raw.get(key) not in (None, False, "topk")}
+    if unsupported:
+        raise IrlensError(f"{folder}: sparsify options {unsupported} are not supported; "
+                          "irlens reads plain TopK sparse coders")
+    coder = SparseCoder.load_from_disk(folder)
+    d_in, width = coder.d_in, coder.num_latents
+    if width % d_in:
+        raise IrlensError(f"{folder}: width {width} is not a multiple of d_in {d_in}")
+    sae = SparseAutoencoder(SAEConfig(d_in=d_in, expansion_factor=width // d_in,
+                                      k=coder.cfg.k))
+    sae.coder.load_state_dict(coder.state_dict())
     return sae.eval()
 
 
