@@ -552,10 +552,15 @@ def test_cli_train_eval_steer_explain(tiny, tmp_path, monkeypatch):
     (["--k", "x"], "--k must be comma-separated integers"),
 ])
 def test_cli_bad_input_is_one_line(tiny, tmp_path, args, message):
+    import shutil
+
     _, root = tiny
     data = str(write_planted_beir(tmp_path / "data"))
-    res = CliRunner().invoke(app, ["sae", "train", "-d", data, "-m",
-                                   str(tiny_model_dir(root / "m")), "-o",
+    # the model's config without its weights: a bad option must fail before they load
+    no_weights = tmp_path / "config-only"
+    no_weights.mkdir()
+    shutil.copy(tiny_model_dir(root / "m") / "config.json", no_weights / "config.json")
+    res = CliRunner().invoke(app, ["sae", "train", "-d", data, "-m", str(no_weights), "-o",
                                    str(tmp_path / "o"), *args])
     assert res.exit_code == 2
     assert message in res.output and res.output.count("error:") == 1

@@ -69,6 +69,19 @@ def _load(model: str):
     return load_model(model)
 
 
+def _hidden_size(model: str) -> int | None:
+    """The model's vector size from its config alone (no weights); None when the config
+    cannot be read this way (``load_model`` then reports or handles it)."""
+    from transformers import AutoConfig
+
+    from irlens.models import resolve_model_path
+
+    try:
+        return int(AutoConfig.from_pretrained(resolve_model_path(model)).hidden_size)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 @sae_app.command("train")
 @friendly_errors
 def train_command(
@@ -101,10 +114,15 @@ def train_command(
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                        balance=balance)
     datasets = _datasets(data, split, max_docs, max_queries)
+
+    def sae_configs(dim: int) -> list[SAEConfig]:
+        return [SAEConfig(d_in=dim, expansion_factor=expansion, k=one, batch_topk=batch_topk,
+                          auxk_alpha=auxk_alpha, rank_kl=rank_kl) for one in ks]
+
+    if (dim := _hidden_size(model)) is not None:
+        sae_configs(dim)  # a k larger than the width fails here, before the weights load
     retriever = _load(model)
-    dim = retriever.doc_encoder.config.hidden_size
-    configs = [SAEConfig(d_in=dim, expansion_factor=expansion, k=one, batch_topk=batch_topk,
-                         auxk_alpha=auxk_alpha, rank_kl=rank_kl) for one in ks]
+    configs = sae_configs(retriever.doc_encoder.config.hidden_size)
     acts = cache_activations(retriever, datasets, out / "cache", hook=hook,
                              embedding_cache=embedding_cache)
     summary = []
