@@ -22,9 +22,12 @@ from irlens.probing import (
     ProbeResult,
     build_items,
     check_specs,
+    control_labels,
+    control_seen,
     fold_accuracies,
     layer_representations,
     load_encoder,
+    mean_ci,
     run_probes,
     task_data,
 )
@@ -121,6 +124,101 @@ def test_grouped_folds_never_test_a_query_seen_in_training():
     feats, y, groups = task_data("pairwise", q, docs, items)
     acc = fold_accuracies("pairwise", feats, y, groups, folds=4)
     np.testing.assert_allclose(acc, 0.5)
+
+
+def _pool_items(n_items: int, n: int, pool: int, seed: int) -> list[ProbeItem]:
+    """Items whose candidates are drawn from ``pool`` passages, so passages recur."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n_items):
+        docs = tuple(f"p{j}" for j in rng.choice(pool, n, replace=False))
+        label = int(rng.integers(n))
+        items.append(ProbeItem(f"q{i}", "", docs, label, (label + 1) % n))
+    return items
+
+
+@pytest.mark.parametrize("task,listwise", [("listwise", "concat"), ("listwise", "shared"),
+                                           ("pairwise", "concat")])
+def test_control_labels_are_fixed_per_passage_wherever_it_recurs(task, listwise):
+    """Hewitt & Liang: one random behaviour per type. The same candidates in another order
+    (and another query) point at the same passage; a passage's pairwise label is the same
+    in every row that shows it; the labels have the real task's rate."""
+    items = _pool_items(400, 4, 30, 0)
+    flipped = [ProbeItem(f"x{i}", "", it.doc_ids[::-1], 3 - it.label, 3 - it.negative)
+               for i, it in enumerate(items)]
+    a = control_labels(task, items, listwise, seed=1)
+    b = control_labels(task, flipped, listwise, seed=1)
+    if task == "listwise":
+        pick_a = a if listwise == "concat" else a.reshape(-1, 4).argmax(1)
+        pick_b = b if listwise == "concat" else b.reshape(-1, 4).argmax(1)
+        assert [it.doc_ids[j] for it, j in zip(items, pick_a, strict=True)] == \
+            [it.doc_ids[j] for it, j in zip(flipped, pick_b, strict=True)]
+        assert abs(np.bincount(pick_a, minlength=4) / len(items) - 0.25).max() < 0.1
+    else:
+        shown = [it.doc_ids[it.label] for it in items] + [it.doc_ids[it.negative] for it in items]
+        by_doc: dict[str, set[int]] = {}
+        for doc, label in zip(shown, a, strict=True):
+            by_doc.setdefault(doc, set()).add(int(label))
+        assert all(len(v) == 1 for v in by_doc.values())
+        assert len(by_doc) == 30 and 0.2 < a.mean() < 0.8
+    assert not np.array_equal(a, control_labels(task, items, listwise, seed=2))
+
+
+@pytest.mark.parametrize("task,listwise", [("listwise", "concat"), ("listwise", "shared"),
+                                           ("pairwise", "concat")])
+def test_a_probe_that_memorises_passages_beats_chance_on_the_control(task, listwise):
+    """Features that encode passage identity (a fixed random vector per passage) and a
+    small pool, so test passages were seen in training: the control is learnable, well
+    above chance; with fresh noise per row (no identity) it stays at chance. A control
+    of labels permuted per row is at chance on both, so it measured nothing."""
+    n, hidden = 4, 48
+    items = _pool_items(300, n, 30, 0)
+    rng = np.random.default_rng(0)
+    vectors = {f"p{j}": rng.normal(size=hidden) for j in range(30)}
+    q = rng.normal(size=(len(items), hidden))
+    docs = np.stack([[vectors[d] for d in it.doc_ids] for it in items])
+    chance = 1 / n if task == "listwise" else 0.5
+    feats, y, groups = task_data(task, q, docs, items, listwise)
+    control = control_labels(task, items, listwise, seed=1)
+    assert control_seen(task, items, groups, 5) > 0.9
+    memorised = fold_accuracies(task, feats, control, groups, folds=5, listwise=listwise)
+    assert memorised.mean() > chance + 0.3, memorised
+    noise = rng.normal(size=docs.shape)
+    feats, _, _ = task_data(task, q, noise, items, listwise)
+    blind = fold_accuracies(task, feats, control, groups, folds=5, listwise=listwise)
+    assert abs(blind.mean() - chance) < 0.1, blind
+
+
+def test_control_seen_is_zero_when_no_passage_recurs():
+    items = [ProbeItem(f"q{i}", "", tuple(f"d{i}-{j}" for j in range(3)), 0, 1)
+             for i in range(20)]
+    q, docs = np.zeros((20, 2)), np.zeros((20, 3, 2))
+    for task in ("listwise", "pairwise"):
+        _, _, groups = task_data(task, q, docs, items)
+        assert control_seen(task, items, groups, 4) == 0.0
+
+
+def test_fold_cis_use_the_corrected_resampled_t():
+    """Nadeau & Bengio (2003): over k folds the variance of the mean is
+    s^2 (1/k + n_test/n_train); for 5 folds (ratio 1/4) the CI is sqrt(0.45/0.2) = 1.5x
+    the plain t interval, in mean_ci and in the study's summary."""
+    from scipy import stats
+
+    acc = np.array([0.50, 0.62, 0.55, 0.71, 0.58])
+    ctrl = np.array([0.30, 0.25, 0.20, 0.28, 0.22])
+    plain = stats.t.interval(0.95, 4, loc=acc.mean(), scale=stats.sem(acc))
+    mean, lo, hi = mean_ci(acc, test_fraction=0.25)
+    assert mean == pytest.approx(acc.mean())
+    assert (hi - lo) == pytest.approx(1.5 * (plain[1] - plain[0]))
+    assert mean_ci(acc)[1] == pytest.approx(plain[0])  # examples: no correction
+    result = ProbeResult(None, ["a"], ["embeddings"], ["mean"], ["pairwise"], 2, 100,
+                         np.stack([acc, ctrl])[None, None, None, None], [0.5])
+    row = result.summary_frame().iloc[0]
+    assert row["ci_high"] - row["ci_low"] == pytest.approx(1.5 * (plain[1] - plain[0]))
+    diff = acc - ctrl
+    half = stats.t.ppf(0.975, 4) * np.sqrt((1 / 5 + 1 / 4) * diff.var(ddof=1))
+    assert row["selectivity"] == pytest.approx(diff.mean())
+    assert row["selectivity_high"] - row["selectivity"] == pytest.approx(half)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 >>> from irlens.probing import ProbeConfig, run_probes
 >>> result = run_probes(["default", "/models/bi-nfcorpus"], "data/nfcorpus", "out/probe",
 ...                     ProbeConfig(max_queries=200))
->>> result.summary_frame()  # accuracy, 95% CI, control, selectivity per layer
+>>> result.summary_frame()  # accuracy, control, selectivity, corrected 95% CIs per layer
 """
 
 from irlens.probing._encoders import (
@@ -14,11 +14,21 @@ from irlens.probing._encoders import (
     load_encoder,
     split_spec,
 )
-from irlens.probing.probes import TASKS, ProbeItem, build_items, fold_accuracies, task_data
+from irlens.probing.probes import (
+    TASKS,
+    ProbeItem,
+    build_items,
+    control_labels,
+    control_seen,
+    fold_accuracies,
+    passage_values,
+    task_data,
+)
 from irlens.probing.report import plot_probes, probe_section, write_probe_page
 from irlens.probing.study import ProbeConfig, ProbeResult, mean_ci, probe_model, run_probes
 
 __all__ = ["POOLINGS", "TASKS", "ProbeConfig", "ProbeItem", "ProbeResult", "build_items",
-           "check_specs", "fold_accuracies", "layer_names", "layer_representations",
-           "load_encoder", "mean_ci", "plot_probes", "probe_model", "probe_section",
-           "run_probes", "split_spec", "task_data", "write_probe_page"]
+           "check_specs", "control_labels", "control_seen", "fold_accuracies", "layer_names",
+           "layer_representations", "load_encoder", "mean_ci", "passage_values",
+           "plot_probes", "probe_model", "probe_section", "run_probes", "split_spec",
+           "task_data", "write_probe_page"]

@@ -13,12 +13,16 @@ queries, so no query is in both train and test):
 - ``pairwise`` (Task 2): logistic regression on [q, p, q*p, |q-p|] -> relevant or not,
   one relevant and one hard negative per query (balanced classes); chance 0.5.
 
-The control task (Hewitt & Liang, EMNLP 2019) trains the same probe on labels permuted
-across examples; *selectivity* is accuracy minus control accuracy.
+The control task (Hewitt & Liang, EMNLP 2019) gives every input *type*, here a passage
+identity, a random behaviour fixed wherever it recurs, and trains the same probe on the
+labels that behaviour implies (:func:`control_labels`): a probe can only get them by
+memorising passages, and only for passages it saw in training. *Selectivity* is
+accuracy minus control accuracy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +33,8 @@ from irlens._warn import warn
 from irlens.data import Dataset
 from irlens.errors import IrlensError
 
-__all__ = ["LISTWISE", "TASKS", "ProbeItem", "build_items", "fold_accuracies", "task_data"]
+__all__ = ["LISTWISE", "TASKS", "ProbeItem", "build_items", "control_labels", "control_seen",
+           "fold_accuracies", "passage_values", "task_data"]
 
 TASKS = ("listwise", "pairwise")
 LISTWISE = ("concat", "shared")
@@ -147,17 +152,65 @@ def _classifier(c: float, seed: int):
                                                               random_state=seed))
 
 
-def control_labels(y: np.ndarray, groups: np.ndarray, task: str, listwise: str,
-                   seed: int) -> np.ndarray:
-    """Hewitt & Liang's control: the labels permuted across examples (for the shared
-    listwise scorer, each item's relevant position is moved to a random candidate)."""
-    rng = np.random.default_rng(seed)
-    if task == "listwise" and listwise == "shared":
-        n_items = groups.max() + 1
-        n = len(y) // n_items
-        fake = rng.integers(0, n, n_items)
-        return (np.arange(n)[None] == fake[:, None]).astype(int).reshape(-1)
-    return rng.permutation(y)
+def passage_values(doc_ids: Sequence[str], seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per passage identity (a hash of seed and id): the same
+    wherever the passage recurs, in any item and at any position."""
+    out = np.empty(len(doc_ids))
+    for i, doc in enumerate(doc_ids):
+        digest = hashlib.blake2b(f"{seed}\x00{doc}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "big") / 2.0 ** 64
+    return out
+
+
+def control_labels(task: str, items: Sequence[ProbeItem], listwise: str = "concat",
+                   seed: int = 0) -> np.ndarray:
+    """Hewitt & Liang's control task, aligned with :func:`task_data`'s rows.
+
+    Each passage identity gets a random value u (:func:`passage_values`). Listwise: the
+    "relevant" candidate is the one with the largest u (uniform over positions, as the
+    real label; for the shared scorer, one-hot over the candidates). Pairwise: a row is
+    labelled 1 when its passage's u < 0.5 (Bernoulli(0.5), the real labels' rate). The
+    labels are a fixed function of passage identities, so a probe predicts a test row's
+    only by having memorised its passages in training."""
+    if task not in TASKS:
+        raise IrlensError(f"unknown task '{task}'; use {', '.join(TASKS)}")
+    n = len(items[0].doc_ids)
+    u = passage_values([d for it in items for d in it.doc_ids], seed).reshape(len(items), n)
+    if task == "listwise":
+        pick = u.argmax(1)
+        if listwise == "concat":
+            return pick
+        return (np.arange(n)[None] == pick[:, None]).astype(int).reshape(-1)
+    rows = np.arange(len(items))
+    labels = np.array([it.label for it in items])
+    neg = np.array([it.negative for it in items])
+    return (np.concatenate([u[rows, labels], u[rows, neg]]) < 0.5).astype(int)
+
+
+def _row_passages(task: str, items: Sequence[ProbeItem]) -> list[set[str]]:
+    """The passages each :func:`task_data` row shows (listwise concat: all candidates)."""
+    if task == "pairwise":
+        return ([{it.doc_ids[it.label]} for it in items]
+                + [{it.doc_ids[it.negative]} for it in items])
+    return [set(it.doc_ids) for it in items]
+
+
+def control_seen(task: str, items: Sequence[ProbeItem], groups: np.ndarray,
+                 folds: int = 5) -> float:
+    """Share of test rows (over :func:`fold_accuracies`' folds) whose passages all occur
+    in that fold's training rows: the only rows a memorising probe can get right on the
+    control task beyond chance. (Shared listwise rows are candidates: one passage each.)"""
+    from sklearn.model_selection import GroupKFold
+
+    shown = _row_passages(task, items)
+    if len(groups) != len(shown):  # shared listwise: one row per candidate
+        shown = [{d} for it in items for d in it.doc_ids]
+    seen = total = 0
+    for train, test in GroupKFold(n_splits=folds).split(groups, groups=groups):
+        known = set().union(*(shown[i] for i in train))
+        seen += sum(shown[i] <= known for i in test)
+        total += len(test)
+    return seen / max(total, 1)
 
 
 def fold_accuracies(task: str, feats: np.ndarray, y: np.ndarray, groups: np.ndarray, *,

@@ -5,6 +5,10 @@ read once (queries through the query tower, passages through the passage tower, 
 layer in one forward per batch), then every (layer, pooling, task) probe and its control
 are fitted per fold. A rerun skips finished models; a changed config, model or dataset
 is refused.
+
+Confidence intervals over the k folds use Nadeau & Bengio's (2003) corrected resampled
+t: the folds' training sets overlap, so the fold accuracies are correlated and the
+variance of their mean is s^2 (1/k + n_test/n_train), not s^2/k (:func:`mean_ci`).
 """
 
 from __future__ import annotations
@@ -34,11 +38,14 @@ from irlens.probing.probes import (
     build_items,
     check_items_config,
     control_labels,
+    control_seen,
     fold_accuracies,
     task_data,
 )
 
-__all__ = ["ProbeConfig", "ProbeResult", "mean_ci", "probe_model", "run_probes"]
+__all__ = ["CONTROLS", "ProbeConfig", "ProbeResult", "mean_ci", "probe_model", "run_probes"]
+
+CONTROLS = ("passage",)
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,13 @@ class ProbeConfig:
     c: float = 1.0
     max_length: int | None = 256
     batch_size: int = 32
+    control: str = "passage"  # Hewitt & Liang's control, one random behaviour per passage
 
     def check(self) -> None:
         check_items_config(self.n_candidates, self.depth, self.folds)
+        if self.control not in CONTROLS:
+            raise IrlensError(f"unknown control task '{self.control}'; use "
+                              f"{', '.join(CONTROLS)}")
         if self.listwise not in LISTWISE:
             raise IrlensError(f"unknown listwise probe '{self.listwise}'; use concat or shared")
         for name, values, allowed in (("task", self.tasks, TASKS),
@@ -75,7 +86,9 @@ class ProbeConfig:
 
 @dataclass(repr=False)
 class ProbeResult(Artifact):
-    """Accuracy [model, layer, pooling, task, control (0 = real, 1 = control), fold]."""
+    """Accuracy [model, layer, pooling, task, control (0 = real, 1 = control), fold];
+    ``control_seen[t]``: share of task t's test rows whose passages the training folds hold
+    (what a memorising probe could get on the control task)."""
 
     kind = "probe"
     array_fields = ("accuracy",)
@@ -88,6 +101,12 @@ class ProbeResult(Artifact):
     n_candidates: int
     n_queries: int
     accuracy: np.ndarray
+    control_seen: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def test_fraction(self) -> float:
+        """n_test / n_train of the folds (equal-sized groups): 1 / (k - 1)."""
+        return 1.0 / (self.accuracy.shape[-1] - 1)
 
     def chance(self, task: str) -> float:
         return 1.0 / self.n_candidates if task == "listwise" else 0.5
@@ -105,17 +124,36 @@ class ProbeResult(Artifact):
         return pd.DataFrame(rows)
 
     def summary_frame(self) -> pd.DataFrame:
-        """Per (model, layer, pooling, task): mean accuracy, 95% CI, control, selectivity."""
+        """Per (model, layer, pooling, task): mean accuracy, control accuracy and selectivity
+        (accuracy - control, per fold), each with its corrected 95% CI over folds."""
         rows = []
+        ratio = self.test_fraction
         for m, layer, p, t in np.ndindex(self.accuracy.shape[:4]):
             acc, ctrl = self.accuracy[m, layer, p, t]
-            mean, lo, hi = mean_ci(acc)
+            mean, lo, hi = mean_ci(acc, test_fraction=ratio)
+            c_mean, c_lo, c_hi = mean_ci(ctrl, test_fraction=ratio)
+            s_mean, s_lo, s_hi = mean_ci(acc - ctrl, test_fraction=ratio)
+            seen = self.control_seen[t] if self.control_seen else float("nan")
             rows.append({"model": self.models[m], "layer": layer, "point": self.layers[layer],
                          "pooling": self.poolings[p], "task": self.tasks[t],
                          "accuracy": mean, "ci_low": lo, "ci_high": hi,
-                         "control": float(ctrl.mean()),
-                         "selectivity": mean - float(ctrl.mean()),
+                         "control": c_mean, "control_low": c_lo, "control_high": c_hi,
+                         "selectivity": s_mean, "selectivity_low": s_lo,
+                         "selectivity_high": s_hi, "control_seen": seen,
                          "chance": self.chance(self.tasks[t])})
+        return pd.DataFrame(rows)
+
+    def difference_frame(self, base: int = 0, other: int = 1) -> pd.DataFrame:
+        """Per (layer, pooling, task): accuracy of model ``other`` minus model ``base``,
+        paired by fold (same folds, same items), with its corrected 95% CI."""
+        rows = []
+        for layer, p, t in np.ndindex(self.accuracy.shape[1:4]):
+            diff = self.accuracy[other, layer, p, t, 0] - self.accuracy[base, layer, p, t, 0]
+            mean, lo, hi = mean_ci(diff, test_fraction=self.test_fraction)
+            rows.append({"layer": layer, "point": self.layers[layer],
+                         "pooling": self.poolings[p], "task": self.tasks[t],
+                         "difference": mean, "ci_low": lo, "ci_high": hi,
+                         "apart": bool(lo > 0 or hi < 0)})
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
@@ -127,15 +165,22 @@ class ProbeResult(Artifact):
         return cls(**{k: (np.asarray(v) if k == "accuracy" else v) for k, v in kwargs.items()})
 
 
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval over folds (or examples)."""
+def mean_ci(values: np.ndarray, level: float = 0.95, *, test_fraction: float | None = None,
+            ) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval over independent values (examples), or, with
+    ``test_fraction`` = n_test / n_train, over cross-validation folds: Nadeau & Bengio's
+    (2003) corrected resampled t, variance of the mean s^2 (1/k + n_test/n_train) with
+    k - 1 degrees of freedom (the folds share training data, so s^2/k is too small)."""
     from scipy import stats
 
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
-    if len(values) < 2:
+    k = len(values)
+    if k < 2:
         return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * stats.sem(values))
+    factor = 1.0 / k + (test_fraction if test_fraction is not None else 0.0)
+    se = float(np.sqrt(factor * values.var(ddof=1)))
+    half = float(stats.t.ppf(0.5 + level / 2, k - 1) * se)
     if not np.isfinite(half):
         half = 0.0
     return mean, mean - half, mean + half
@@ -157,13 +202,15 @@ def probe_model(model: BiEncoder, items: Sequence[ProbeItem], dataset, config: P
                                  progress=progress)
     names = layer_names(model, "query")
     acc = np.zeros((1, len(names), len(config.poolings), len(config.tasks), 2, config.folds))
+    seen = [0.0] * len(config.tasks)
     for layer in range(len(names)):
         for p, pooling in enumerate(config.poolings):
             q = queries[pooling][layer]
             d = docs[pooling][layer].reshape(len(items), n, -1)
             for t, task in enumerate(config.tasks):
                 feats, y, groups = task_data(task, q, d, items, config.listwise)
-                control = control_labels(y, groups, task, config.listwise, config.seed + 1)
+                control = control_labels(task, items, config.listwise, config.seed + 1)
+                seen[t] = control_seen(task, items, groups, config.folds)
                 for c, labels in enumerate((y, control)):
                     acc[0, layer, p, t, c] = fold_accuracies(
                         task, feats, labels, groups, folds=config.folds, c=config.c,
@@ -171,7 +218,7 @@ def probe_model(model: BiEncoder, items: Sequence[ProbeItem], dataset, config: P
     manifest = make_manifest("probe", dataclasses.asdict(config), model=model, data=dataset,
                              hooks=names)
     return ProbeResult(manifest, [model.model_id], names, list(config.poolings),
-                       list(config.tasks), n, len(items), acc)
+                       list(config.tasks), n, len(items), acc, seen)
 
 
 def run_probes(models: Sequence[str], data: str | Path, out: str | Path,
@@ -203,7 +250,7 @@ def run_probes(models: Sequence[str], data: str | Path, out: str | Path,
                                        hooks=parts[0].layers),
                          [m.model_id for m in loaded], parts[0].layers, parts[0].poolings,
                          parts[0].tasks, config.n_candidates, len(items),
-                         np.concatenate([p.accuracy for p in parts]))
+                         np.concatenate([p.accuracy for p in parts]), parts[0].control_seen)
     out = Path(out)
     result.save(out / "probes")
     png = plot_probes(result, out / "probe.png")
