@@ -264,6 +264,19 @@ def test_study_writes_parquet_plot_and_page_and_resumes(tiny_root, beir, tmp_pat
         run_probes([str(a), str(b)], beir, tmp_path / "out", other, progress=False)
 
 
+def test_the_same_model_given_twice_is_probed_once(tiny_root, beir, tmp_path, monkeypatch):
+    a = tiny_model_dir(tiny_root, seed=0)
+    config = ProbeConfig(n_candidates=2, folds=2, max_queries=None, max_length=32,
+                         poolings=("mean",), tasks=("pairwise",))
+    calls = []
+    real = study_module.probe_model
+    monkeypatch.setattr(study_module, "probe_model",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    result = run_probes([str(a), str(a)], beir, tmp_path / "o", config, progress=False)
+    assert calls == [1]
+    np.testing.assert_array_equal(result.accuracy[0], result.accuracy[1])
+
+
 def test_probe_page_opens_offline_in_chromium(tiny_root, beir, tmp_path):
     a, b = tiny_model_dir(tiny_root, seed=0), tiny_model_dir(tiny_root, seed=1)
     config = ProbeConfig(n_candidates=2, folds=2, max_queries=None, max_length=32,

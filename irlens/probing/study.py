@@ -242,10 +242,14 @@ def run_probes(models: Sequence[str], data: str | Path, out: str | Path,
     study_config = {**dataclasses.asdict(config),
                     "models": [[m.model_id, m.fingerprint] for m in loaded]}
     store = Store(out, make_manifest("probe-study", study_config, data=dataset))
-    jobs = {f"model-{i}": (lambda m=m: probe_model(m, items, dataset, config, progress=progress))
-            for i, m in enumerate(loaded)}
+    first = {}  # the same model (fingerprint) given twice is probed once
+    for i, m in enumerate(loaded):
+        first.setdefault(m.fingerprint, i)
+    jobs = {f"model-{i}": (lambda m=loaded[i]: probe_model(m, items, dataset, config,
+                                                           progress=progress))
+            for i in sorted(set(first.values()))}
     done = resume(store, jobs, ProbeResult, progress=progress, desc="models")
-    parts = [done[k] for k in jobs]
+    parts = [done[f"model-{first[m.fingerprint]}"] for m in loaded]
     result = ProbeResult(make_manifest("probe", study_config, data=dataset,
                                        hooks=parts[0].layers),
                          [m.model_id for m in loaded], parts[0].layers, parts[0].poolings,
