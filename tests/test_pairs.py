@@ -232,3 +232,23 @@ def test_deletion_table_one_pair_at_a_time_equals_all_at_once(bi_dot):
     shifted = pair_deletion_table(bi_dot, [queries[0]], [docs[0]], n_steps=4, pairs=[res[0]],
                                   seed=3, first_pair=7)
     assert set(shifted["pair"]) == {7}
+
+
+def test_deletion_with_prompt_prefixes_adds_each_prefix_once(tiny_root):
+    """A model with query:/passage: prompts: every drop is the prompted score minus the
+    score of the same prompted pair without the word (model.score adds each prefix once),
+    the pair's own score equals model.score, and no prefix word is ever deleted."""
+    from irlens.attribution.pairs_faithfulness import pair_deletion_table
+
+    model = tiny_model(tiny_root, pooling="mean", similarity="dot")
+    model.query_prefix, model.doc_prefix = "query: ", "passage: "
+    table = pair_deletion_table(model, [QUERY], [DOC], n_steps=4, max_doc_tokens=None,
+                                seed=1)
+    [r] = IntegratedJacobians(model, n_steps=4).attribute(QUERY, DOC)
+    assert r.score == pytest.approx(float(model.score([QUERY], [DOC])[0]), abs=1e-5)
+    words = DOC.split()
+    assert set(table["word"]) <= set(words)
+    for _, row in table.iterrows():
+        kept = " ".join(w for w in words if w != row["word"])
+        want = r.score - float(model.score([QUERY], [kept])[0])
+        assert row["drop"] == pytest.approx(want, abs=1e-5), row["word"]

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from irlens.attribution.ig import IntegratedGradients
-from irlens.attribution.pairs import IntegratedJacobians, TokenPairAttribution, _merge
+from irlens.attribution.pairs import IntegratedJacobians, TokenPairAttribution
+from irlens.errors import IrlensError
+from irlens.models import Segment
 
 __all__ = ["pair_deletion_table"]
 
@@ -28,14 +30,20 @@ def _delete(text: str, span: tuple[int, int]) -> str:
     return out or "."
 
 
-def _word_spans(r: TokenPairAttribution) -> list[tuple[int, int]]:
+def _word_spans(word_ids: list[int], offsets: list[list[int]]) -> list[tuple[int, int]]:
+    """(start, end) of each word, in the order of :func:`_merge`'s word list."""
     spans: dict[int, list[int]] = {}
-    _, index = _merge(r.doc, r.doc_word_ids, r.doc_offsets)
-    for w, (s, e) in zip(index, r.doc_offsets, strict=True):
+    for w, (s, e) in zip(word_ids, offsets, strict=True):
         if w >= 0:
             span = spans.setdefault(w, [s, e])
             span[0], span[1] = min(span[0], s), max(span[1], e)
-    return [tuple(spans[k]) for k in sorted(spans)]
+    return [(spans[k][0], spans[k][1]) for k in sorted(spans)]
+
+
+def _unprompted(text: str, prefix: str) -> tuple[str, int]:
+    """The text without the model's prompt prefix, and the prefix's length in ``text``."""
+    cut = len(prefix) if prefix and text.startswith(prefix) else 0
+    return text[cut:], cut
 
 
 def pair_deletion_table(model, queries: list[str], docs: list[str], n_steps: int = 16,
@@ -47,30 +55,41 @@ def pair_deletion_table(model, queries: list[str], docs: list[str], n_steps: int
     Pairs are numbered from ``first_pair`` (the ``pair`` column, and the seed of each
     pair's random words), so a long run can be done one pair at a time and resumed:
     ``pair_deletion_table(..., pairs=[r_k], first_pair=k)`` gives pair k's rows of the
-    table computed over all pairs at once.
+    table computed over all pairs at once. With prompt prefixes (``query: ``), the words
+    of the prompts are neither rows nor deleted, and every text is scored with each
+    prefix added once (by the model).
     """
     pairs = pairs or IntegratedJacobians(model, n_steps=n_steps,
                                          max_doc_tokens=max_doc_tokens).attribute(queries, docs)
-    rows = []
+    rows, texts = [], []
     for p, r in enumerate(pairs, start=first_pair):
-        doc = r.doc[len(model.doc_prefix):] if model.doc_prefix else r.doc
-        [ig] = IntegratedGradients(model, n_steps=n_steps, target="doc").attribute(
-            r.query[len(model.query_prefix):], doc)
-        ig_words = [w for w in ig.words() if w.segment == 3]
+        query, q_cut = _unprompted(r.query, model.query_prefix)
+        doc, d_cut = _unprompted(r.doc, model.doc_prefix)
+        [ig] = IntegratedGradients(model, n_steps=n_steps, target="doc").attribute(query, doc)
+        ig_words = [w for w in ig.words() if w.segment == Segment.DOC]
         q_words, d_words, m = r.words()
-        spans = _word_spans(r)
-        ig_pick = int(np.argmax([w.score for w in ig_words]))
+        q_keep = [i for i, (s, _) in enumerate(_word_spans(r.query_word_ids, r.query_offsets))
+                  if s >= q_cut]
+        spans = _word_spans(r.doc_word_ids, r.doc_offsets)
+        content = [j for j, (s, _) in enumerate(spans) if s >= d_cut]  # not the prompt
+        if len(ig_words) != len(content):
+            raise IrlensError(f"pair {p}: integrated gradients split the document into "
+                              f"{len(ig_words)} words, the pair attribution into "
+                              f"{len(content)}; use the same tokenizer and max_doc_tokens")
+        ig_pick = content[int(np.argmax([w.score for w in ig_words]))]
         rng = random.Random(seed * 100_003 + p)
-        for i, qw in enumerate(q_words):
-            picks = {"pairs": int(np.argmax(m[i])), "ig": ig_pick,
-                     "random": rng.randrange(len(d_words))}
+        for i in q_keep:
+            picks = {"pairs": content[int(np.argmax(m[i, content]))], "ig": ig_pick,
+                     "random": content[rng.randrange(len(content))]}
             for choice, j in picks.items():
-                rows.append({"pair": p, "query_word": qw, "choice": choice,
-                             "word": d_words[j], "text": _delete(r.doc, spans[j])})
+                start, end = spans[j]
+                rows.append({"pair": p, "query_word": q_words[i], "choice": choice,
+                             "word": d_words[j]})
+                texts.append((query, _delete(doc, (start - d_cut, end - d_cut))))
     frame = pd.DataFrame(rows)
     base = {p: r.score for p, r in enumerate(pairs, start=first_pair)}
-    queries_for = [pairs[p - first_pair].query for p in frame["pair"]]
-    scores = model.score(queries_for, list(frame["text"])).detach().float().numpy() \
-        if len(frame) else np.zeros(0)
-    frame["drop"] = [base[p] - s for p, s in zip(frame["pair"], scores, strict=True)]
-    return frame.drop(columns="text")
+    scores = model.score([q for q, _ in texts], [d for _, d in texts]).detach().float() \
+        .numpy() if texts else np.zeros(0)
+    frame["drop"] = [base[p] - s for p, s in zip(frame["pair"], scores, strict=True)] \
+        if texts else []
+    return frame
