@@ -54,17 +54,62 @@ class ChatEndpoint:
         self.model = model
         self.timeout = timeout
         self.api_key = api_key
-        self.name = f"{model}@{self.url}"
+        self._served: str | None = None
 
-    def _choice(self, prompt: str, max_new_tokens: int, **extra) -> dict:
-        body = json.dumps({"model": self.model, "max_tokens": max_new_tokens,
-                           "temperature": 0.0,
-                           "messages": [{"role": "user", "content": prompt}],
-                           **extra}).encode()
+    @property
+    def name(self) -> str:
+        """``served-model@url``: what :class:`DiskCache` keys answers by, so another model
+        behind the same address never reuses this one's answers."""
+        return f"{self.served_model()}@{self.url}"
+
+    def served_model(self) -> str:
+        """The model the server serves for this endpoint (``GET /v1/models``, asked once):
+        the requested one if listed, else the only one listed. A server that lists none
+        is keyed by the requested name (with a warning)."""
+        if self._served is None:
+            self._served = self._ask_served()
+        return self._served
+
+    def _ask_served(self) -> str:
+        base = self.url[:-len("/chat/completions")]
+        request = urllib.request.Request(base + "/models", headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                ids = [str(m["id"]) for m in json.loads(response.read())["data"]]
+        except urllib.error.HTTPError:
+            ids = []
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise IrlensError(f"the LLM endpoint {self.url} does not answer ({reason}); "
+                              "start the server or drop --llm-url") from None
+        except (KeyError, TypeError, json.JSONDecodeError):
+            ids = []
+        if self.model in ids:
+            return self.model
+        if len(ids) == 1:
+            return ids[0]
+        if ids:
+            raise IrlensError(f"the LLM endpoint {self.url} serves {len(ids)} models "
+                              f"({', '.join(ids[:5])}) and not '{self.model}'; pass one "
+                              "with --llm-model")
+        from irlens._warn import warn
+
+        warn(f"the LLM endpoint {self.url} does not list its models (GET /v1/models); "
+             f"its answers are cached under the requested name '{self.model}'")
+        return self.model
+
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers)
+        return headers
+
+    def _choice(self, prompt: str, max_new_tokens: int, **extra) -> dict:
+        body = json.dumps({"model": self.served_model(), "max_tokens": max_new_tokens,
+                           "temperature": 0.0,
+                           "messages": [{"role": "user", "content": prompt}],
+                           **extra}).encode()
+        request = urllib.request.Request(self.url, data=body, headers=self._headers())
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 payload = json.loads(response.read())
@@ -171,7 +216,10 @@ class DiskCache:
     def __init__(self, llm: LLM, folder: str | Path):
         self.llm = llm
         self.folder = Path(folder)
-        self.name = llm.name
+
+    @property
+    def name(self) -> str:
+        return self.llm.name
 
     def _path(self, prompt: str, max_new_tokens: int) -> Path:
         key = json.dumps([self.llm.name, prompt, max_new_tokens])
