@@ -293,14 +293,39 @@ def test_without_ray_option_ray_is_never_imported(tmp_path):
 
 
 def test_a_second_run_on_the_same_folder_is_refused(study):
-    import fcntl
+    from filelock import FileLock
 
     path, out, _ = study
-    with open(out / ".lock", "a+") as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with FileLock(str(out / ".lock"), timeout=0):
         with pytest.raises(IrlensError, match="another irlens study .* is running in"):
             run_study(path, out, progress=False, report=False)
     assert run_study(path, out, progress=False, report=False).computed == []
+
+
+def test_the_lock_is_held_until_the_report_is_written(study, monkeypatch):
+    """While the report is being written, a second run (another lock on the folder) is
+    refused; after the run the folder is free again."""
+    from filelock import FileLock, Timeout
+
+    import irlens.study.report as report_module
+
+    path, out, _ = study
+    held = []
+    real = report_module.write_report
+
+    def write_report(*args, **kwargs):
+        try:
+            FileLock(str(out / ".lock")).acquire(timeout=0).lock.release()
+            held.append(False)
+        except Timeout:
+            held.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "write_report", write_report)
+    run = run_study(path, out, progress=False)
+    assert held == [True] and run.report is not None and run.report.is_file()
+    with FileLock(str(out / ".lock"), timeout=0):  # released after the report
+        pass
 
 
 @pytest.mark.slow

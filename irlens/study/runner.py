@@ -106,25 +106,23 @@ def _store(out: Path) -> Store:
 
 
 def _lock(out: Path):
-    """Hold an exclusive lock on ``out`` while the run lasts (released by the OS even on
-    kill -9), so two runs never compute the same jobs into one folder."""
-    import fcntl
+    """Hold an exclusive lock on ``out`` (``filelock``: any OS; released by the OS even on
+    kill -9) from the first job to the written report, so two runs never compute the same
+    jobs into one folder or write its report at once. The owner's pid is in ``.lock.pid``."""
     import os
 
-    handle = open(out / ".lock", "a+")  # noqa: SIM115 - closed by the caller
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out / ".lock"))
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
+        lock.acquire(timeout=0)
+    except Timeout:
+        pid = out / ".lock.pid"
+        owner = (pid.read_text().strip() if pid.is_file() else "") or "?"
         raise IrlensError(f"another irlens study (pid {owner}) is running in {out}; wait for "
                           "it to finish or use another --out") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
+    (out / ".lock.pid").write_text(str(os.getpid()))
+    return lock
 
 
 def _waves(ctx: Context, store: Store, on_wave: Callable[[list[Job]], bool]
@@ -254,25 +252,28 @@ def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None
         bar.close()
         return True
 
-    try:
-        if spec.text:
-            from irlens._io import atomic_path
-
-            with atomic_path(out / "study.yaml") as tmp:
-                tmp.write_text(spec.text)
-        if ray is not None:
-            from irlens.distributed import WorkerPool
-
-            pool = WorkerPool(spec, workers)
-        for _ in _waves(ctx, store, on_wave):
-            pass
-    finally:
-        lock.close()
-        if pool is not None:
-            pool.close()
     page = None
-    if report:
-        from irlens.study.report import write_report
+    try:
+        try:
+            if spec.text:
+                from irlens._io import atomic_path
 
-        page = write_report(ctx, out, time.perf_counter() - started)
+                with atomic_path(out / "study.yaml") as tmp:
+                    tmp.write_text(spec.text)
+            if ray is not None:
+                from irlens.distributed import WorkerPool
+
+                pool = WorkerPool(spec, workers)
+            for _ in _waves(ctx, store, on_wave):
+                pass
+        finally:
+            if pool is not None:
+                pool.close()
+        if report:  # still under the lock: a second run cannot write the same report
+            from irlens.study.report import write_report
+
+            page = write_report(ctx, out, time.perf_counter() - started)
+    finally:
+        (out / ".lock.pid").unlink(missing_ok=True)
+        lock.release()
     return StudyRun(out, every, computed, page, time.perf_counter() - started)
