@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json", "read_json"]
+__all__ = ["atomic_path", "read_json", "save_figure", "write_json", "write_table"]
 
 
 @contextmanager
@@ -34,6 +34,26 @@ def write_json(path: Path | str, payload: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=_default) + "\n")
     return Path(path)
+
+
+def write_table(path: Path | str, frame: Any) -> Path:
+    """Write a pandas ``frame`` as CSV or Parquet (by the suffix), atomically, no index."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+    return path
+
+
+def save_figure(fig: Any, path: Path | str, **kwargs: Any) -> Path:
+    """``fig.savefig`` atomically (the format from the suffix, e.g. ``.png``)."""
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **kwargs)
+    return path
 
 
 def read_json(path: Path | str) -> Any:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from irlens._io import save_figure, write_table
 from irlens.cli._app import app, echo_json, friendly_errors
 
 
@@ -46,7 +47,7 @@ def patch_command(
                            min_delta=min_delta, resid=resid)
     study.save(out / "study")
     for direction in ("denoise", "noise"):
-        heatmap_figure(study, direction).savefig(out / f"heatmap-{direction}.png", dpi=110)
+        save_figure(heatmap_figure(study, direction), out / f"heatmap-{direction}.png", dpi=110)
     summary = {"axiom": axiom, "pairs": study.n_pairs, "skipped": study.skipped,
                "axiom_holds": study.axiom_holds, "mean_delta": study.mean_delta,
                "top": study.top_components(5)}
@@ -55,7 +56,7 @@ def patch_command(
 
         table = run_ablation(retriever, dataset, study, ablate_top, ablate_pairs, seed=seed + 1,
                              min_relevance=min_relevance, max_doc_words=max_doc_words)
-        table.to_csv(out / "ablate-top.csv", index=False)
+        write_table(out / "ablate-top.csv", table)
         summary["ablate_top"] = table.to_dict("records")
     if json_out:
         echo_json(summary)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from irlens._io import write_table
 from irlens.cli._app import app, echo_json, friendly_errors
 from irlens.errors import IrlensError
 
@@ -175,8 +176,8 @@ def eval_command(
                          "dead": fid.dead_share})
             typer.echo(fid.summary(), err=True)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "fidelity.csv", index=False)
-    pd.concat(frames).to_parquet(out / "fidelity.parquet", index=False)
+    write_table(out / "fidelity.csv", table)
+    write_table(out / "fidelity.parquet", pd.concat(frames))
     if json_out:
         echo_json(rows)
 
@@ -278,7 +279,7 @@ def steer_command(
             lat.save(out / f"latents-{ds.name}")
             frames.append(lat.to_frame().assign(dataset=ds.name))
     table = pd.concat(frames, ignore_index=True)
-    table.to_csv(out / "steering.csv", index=False)
+    write_table(out / "steering.csv", table)
     typer.echo(f"wrote {out / 'steering.csv'}", err=True)
     if json_out:
         echo_json(table.to_dict(orient="records"))

@@ -113,6 +113,8 @@ def _lock(out: Path):
 
     from filelock import FileLock, Timeout
 
+    from irlens._io import atomic_path
+
     lock = FileLock(str(out / ".lock"))
     try:
         lock.acquire(timeout=0)
@@ -121,7 +123,8 @@ def _lock(out: Path):
         owner = (pid.read_text().strip() if pid.is_file() else "") or "?"
         raise IrlensError(f"another irlens study (pid {owner}) is running in {out}; wait for "
                           "it to finish or use another --out") from None
-    (out / ".lock.pid").write_text(str(os.getpid()))
+    with atomic_path(out / ".lock.pid") as tmp:
+        tmp.write_text(str(os.getpid()))
     return lock
 
 
