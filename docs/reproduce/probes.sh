@@ -3,18 +3,18 @@
 # Liang's control task (a random behaviour fixed per passage identity) and fold CIs by
 # Nadeau & Bengio's corrected resampled t. Writes docs/results/probes.json.
 # Run from the repository root. The same model given twice is probed once.
-# Times: 2 shared CPU cores under heavy load from other jobs (about 10 other processes).
+# Times: on 2 CPU cores; this session's cores were shared with about 10 other jobs.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-results}
 
-# about 45 min under load (about 5 min on an idle 2-core CPU)
+# 3-5 min on an idle 2-core CPU (earlier session); did not finish under this session's load
 irlens probe -m default -m default -d "$DATA/nfcorpus" --queries 200 --max-length 128 \
     -o "$OUT/probe-nfcorpus" --json > /dev/null
-# about 45 min under load
+# 3-5 min on an idle 2-core CPU (earlier session); not run in this session
 irlens probe -m default -m default -d "$DATA/scifact" --queries 200 --max-length 128 \
     -o "$OUT/probe-scifact" --json > /dev/null
-# about 20 min under load (42 queries)
+# 40 min measured under this session's load (42 queries; about 1 min idle)
 irlens probe -m default -m default -d "$DATA/msmarco-dl19" --queries 0 --min-relevance 2 \
     --max-length 128 -o "$OUT/probe-dl19" --json > /dev/null
 
@@ -37,10 +37,11 @@ for name, label in (("nfcorpus", "nfcorpus"), ("scifact", "scifact"),
         continue
     result = ProbeResult.load(out / f"probe-{name}" / "probes")
     frame = result.summary_frame()
-    frame = frame[frame["model"] == result.models[0]]
+    frame = frame.head(len(frame) // len(result.models))  # the first model's rows
     for task in result.tasks:
         for pooling in result.poolings:
-            part = frame[(frame.task == task) & (frame.pooling == pooling)].sort_values("layer")
+            part = frame[(frame.task == task)
+                         & (frame.pooling == pooling)].sort_values("layer")
             last = part.iloc[-1]
             best = part.loc[part.selectivity.idxmax()]
             above = int((part.selectivity_low > 0).sum())
@@ -59,7 +60,7 @@ table = {
     "title": "Layer-wise relevance probes of the default model: selectivity against "
              "Hewitt & Liang's control task",
     "command": "docs/reproduce/probes.sh",
-    "runtime": "about 2 h on 2 heavily shared CPU cores (about 15 min on an idle 2-core CPU)",
+    "runtime": "about 15 min on an idle 2-core CPU; dl19 took 40 min on 2 heavily shared cores",
     "columns": ["data (queries)", "task, pooling", "chance",
                 "control: mean over layers / last layer",
                 "test rows whose passages are all in the training folds",
