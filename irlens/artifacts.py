@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from irlens.errors import IrlensError
+from irlens.executors import Executor
 
 __all__ = ["Artifact", "Manifest", "Store", "atomic_dir", "check_compatible",
            "library_versions", "make_manifest", "resume"]
@@ -272,26 +273,21 @@ class Store:
 
 
 def resume(store: Store, jobs: Mapping[str, Callable[[], Artifact]], cls: type[T], *,
-           progress: bool = False, desc: str = "jobs") -> dict[str, T]:
+           progress: bool = False, desc: str = "jobs",
+           executor: Executor | None = None) -> dict[str, T]:
     """Run every job whose artefact is missing, save each as it finishes, and return all
-    results by key (finished ones are loaded, never recomputed). Inside
-    :func:`irlens.distributed.scale_jobs` (``--ray``) the jobs run on Ray workers and this
-    process saves their results."""
+    results by key (finished ones are loaded, never recomputed). ``executor``: where the
+    jobs run (:mod:`irlens.executors`; ``None``: in this process, in order); this process
+    alone saves their results."""
     from tqdm.auto import tqdm
-
-    from irlens.distributed import job_runner  # set by irlens.distributed.scale_jobs
 
     todo = [k for k in jobs if not store.done(k)]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc,
                disable=not progress)
-    remote = job_runner() if todo else None
-    if remote is not None:  # Ray workers run the jobs; only this process writes
-        for key, result in remote({k: jobs[k] for k in todo}):
-            store.save(key, result)
-            bar.update(1)
-        todo = []
-    for key in todo:
-        store.save(key, jobs[key]())
+    finished = executor.run({k: jobs[k] for k in todo}) if executor is not None and todo \
+        else ((k, jobs[k]()) for k in todo)
+    for key, result in finished:
+        store.save(key, result)
         bar.update(1)
     bar.close()
     return {k: store.load(k, cls) for k in jobs}
