@@ -37,8 +37,9 @@ from irlens.probing.probes import (
     fold_accuracies,
     task_data,
 )
+from irlens.report import mean_ci
 
-__all__ = ["ProbeConfig", "ProbeResult", "mean_ci", "probe_model", "run_probes"]
+__all__ = ["ProbeConfig", "ProbeResult", "probe_model", "run_probes"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,11 @@ class ProbeResult(Artifact):
         rows = []
         for m, layer, p, t in np.ndindex(self.accuracy.shape[:4]):
             acc, ctrl = self.accuracy[m, layer, p, t]
-            mean, lo, hi = mean_ci(acc)
+            ci = mean_ci(acc)
+            mean = ci["mean"]
             rows.append({"model": self.models[m], "layer": layer, "point": self.layers[layer],
                          "pooling": self.poolings[p], "task": self.tasks[t],
-                         "accuracy": mean, "ci_low": lo, "ci_high": hi,
+                         "accuracy": mean, "ci_low": ci["lo"], "ci_high": ci["hi"],
                          "control": float(ctrl.mean()),
                          "selectivity": mean - float(ctrl.mean()),
                          "chance": self.chance(self.tasks[t])})
@@ -125,20 +127,6 @@ class ProbeResult(Artifact):
     @classmethod
     def _from_saved(cls, **kwargs) -> ProbeResult:
         return cls(**{k: (np.asarray(v) if k == "accuracy" else v) for k, v in kwargs.items()})
-
-
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval over folds (or examples)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * stats.sem(values))
-    if not np.isfinite(half):
-        half = 0.0
-    return mean, mean - half, mean + half
 
 
 def probe_model(model: BiEncoder, items: Sequence[ProbeItem], dataset, config: ProbeConfig,
