@@ -229,7 +229,7 @@ def cache_activations(
               "sources": [{"name": d.name, "fingerprint": d.fingerprint,
                            "queries": _queries_fingerprint(d)}
                           for d in datasets]}
-    fingerprint = model.fingerprint  # hashes the weights: compute it once
+    fingerprint = model.fingerprint
     manifest = dataclasses.replace(
         make_manifest(KIND, config, hooks=[hook] if hook else []),
         model_id=model.model_id, model_fingerprint=fingerprint)

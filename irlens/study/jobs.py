@@ -84,7 +84,6 @@ class Context:
         self.cache: dict[Any, Any] = {}  # per-process memo (e.g. BM25 runs)
         self.results: dict[str, StudyResult] = {}
         self.planned: dict[tuple[str, str], list[Job]] = {}  # (section, dataset) -> jobs
-        self._fingerprint: str | None = None
 
     @property
     def model(self):
@@ -108,10 +107,8 @@ class Context:
 
     @property
     def fingerprint(self) -> str:
-        """The intact model's fingerprint (computed once)."""
-        if self._fingerprint is None:
-            self._fingerprint = self.model.fingerprint
-        return self._fingerprint
+        """The model's fingerprint (its weights are hashed once, by the model)."""
+        return self.model.fingerprint
 
     def manifest(self, job: Job) -> Manifest:
         from irlens.artifacts import make_manifest
