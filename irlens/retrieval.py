@@ -33,6 +33,7 @@ __all__ = [
     "bm25_search",
     "dense_search",
     "encode_corpus",
+    "exact_top_k",
     "load_run",
     "rerank",
     "save_run",
@@ -193,7 +194,7 @@ def dense_search(
     if backend == "faiss":
         scores, hits = _faiss_top_k(model, queries, docs, depth)
     else:
-        scores, hits = _torch_top_k(model, queries, docs, depth, doc_chunk)
+        scores, hits = exact_top_k(model, queries, docs, depth, doc_chunk)
     doc_ids = dataset.doc_ids
     return {
         qid: {doc_ids[j]: s for j, s in zip(hits[i].tolist(), scores[i].tolist(), strict=True)}
@@ -201,7 +202,7 @@ def dense_search(
     }
 
 
-def _torch_top_k(
+def exact_top_k(
     model: BiEncoder,
     queries: torch.Tensor,
     docs: torch.Tensor,

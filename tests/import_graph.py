@@ -153,6 +153,38 @@ def climbs(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
                   if floor_of(b) > floor_of(a))
 
 
+def _package(name: str) -> str:
+    """The subpackage a module belongs to (``irlens.a`` for ``irlens.a.b``), or the module."""
+    return ".".join(name.split(".")[:2])
+
+
+def private_imports(root: Path = ROOT) -> list[tuple[str, str]]:
+    """(importer, ``module.name``) pairs where a module takes a private name (``_x``), or a
+    private module of a subpackage (``irlens.a._b``), from another subpackage."""
+    found = modules(root)
+    out = set()
+    for name, path in found.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                targets = [(base, alias.name) for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [(alias.name, "") for alias in node.names]
+            else:
+                continue
+            for module, attr in targets:
+                if not module.startswith("irlens.") or _package(module) == _package(name):
+                    continue
+                inner = module.split(".")[2:]
+                if attr.startswith("_") or any(part.startswith("_") for part in inner):
+                    out.add((name, f"{module}.{attr}" if attr else module))
+    return sorted(out)
+
+
 def main(argv: list[str]) -> int:
     edges = graph(packages="--packages" in argv)
     loops = cycles(edges)
@@ -164,6 +196,10 @@ def main(argv: list[str]) -> int:
     print(f"{len(up)} import(s) climbing a floor")
     for a, b in up:
         print(f"  {a} ({FLOORS[floor_of(a)][0]}) -> {b} ({FLOORS[floor_of(b)][0]})")
+    private = private_imports()
+    print(f"{len(private)} private name(s) taken from another package")
+    for a, b in private:
+        print(f"  {a} -> {b}")
     return 0
 
 

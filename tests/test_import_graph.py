@@ -4,7 +4,7 @@ analysis builds on, and no module importing one on a higher floor."""
 from __future__ import annotations
 
 import pytest
-from import_graph import FLOORS, KNOT, climbs, cycles, floor_of, graph
+from import_graph import FLOORS, KNOT, climbs, cycles, floor_of, graph, private_imports
 
 
 @pytest.mark.parametrize("packages", [False, True])
@@ -15,6 +15,18 @@ def test_no_import_loop_through_artifacts_encoding_or_distributed(packages):
 
 def test_no_module_imports_one_on_a_higher_floor():
     assert climbs(graph()) == []
+
+
+# Left to the sessions that own these modules (issue 19): the trainers' shared setup and
+# the edit command's option table. Remove a line once its import is gone.
+NOT_YET = {("irlens.cli.edit_cmd", "irlens.editing.study._editor"),
+           ("irlens.training.bi_encoder", "irlens.models.loading._max_length"),
+           ("irlens.training.bi_encoder", "irlens.models.loading._pick_device"),
+           ("irlens.training.cross_encoder", "irlens.models.loading._pick_device")}
+
+
+def test_no_private_name_crosses_a_package():
+    assert set(private_imports()) - NOT_YET == set()
 
 
 def test_every_module_is_on_a_floor():
@@ -32,12 +44,13 @@ def test_function_level_imports_and_loops_are_found(tmp_path):
     (pkg / "artifacts.py").write_text("from irlens.errors import f\nx = 1\n")
     (pkg / "sub" / "__init__.py").write_text("from .a import y\n")
     (pkg / "sub" / "a.py").write_text("from irlens import errors\ny = 2\n")
-    (pkg / "cli.py").write_text("import irlens.sub.a\n")
+    (pkg / "cli.py").write_text("import irlens.sub.a\nfrom irlens.sub.a import _z\n")
     edges = graph(pkg)
     assert edges == {"irlens": set(), "irlens.errors": {"irlens.artifacts"},
                      "irlens.artifacts": {"irlens.errors"}, "irlens.sub": {"irlens.sub.a"},
                      "irlens.sub.a": {"irlens.errors"}, "irlens.cli": {"irlens.sub.a"}}
     assert cycles(edges) == [["irlens.artifacts", "irlens.errors"]]
+    assert private_imports(pkg) == [("irlens.cli", "irlens.sub.a._z")]
     bottom = {k: v for k, v in edges.items() if k in ("irlens.errors", "irlens.artifacts")}
     assert climbs(bottom) == [("irlens.errors", "irlens.artifacts")]
     assert graph(pkg, packages=True)["irlens.cli"] == {"irlens.sub.a", "irlens.sub"}

@@ -66,8 +66,9 @@ def activations_section(counts, plot: bytes | None = None) -> str:
             blocks.append({"side": side, "sublayer": sub, "rows": rows})
     cfg = counts.manifest.config
     plot = plot if plot is not None else plot_counts(counts)
-    return render("activations_section.html",
-        data=counts.manifest.data_name or "?", examples=cfg.get("n_examples"),
+    return render(
+        "activations_section.html", data=counts.manifest.data_name or "?",
+        examples=cfg.get("n_examples"),
         steps=cfg.get("n_steps"), target=cfg.get("target"), threshold=cfg.get("threshold"),
         share=f"{cfg.get('min_share', 0.01):.0%}", models=counts.models, plot=png_uri(plot),
         blocks=blocks)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from irlens.artifacts import _write_text
+from irlens._io import atomic_path
 from irlens.editing.study import summarise
 from irlens.report import figure_png, png_uri, render
 
@@ -47,11 +47,11 @@ def render_edit_report(frame: pd.DataFrame, path: str | Path, config: dict,
               "efficacy": bool(r.efficacy), "generalisation": _fmt(r.generalisation),
               "delta": _fmt(r.locality_delta_ndcg10), "seconds": f"{r.seconds:.1f}"}
              for r in frame.itertuples()]
-    html = render("edit.html",
-        title=title, finding=finding, summary_columns=list(summary.columns),
+    html = render(
+        "edit.html", title=title, finding=finding, summary_columns=list(summary.columns),
         summary_rows=[[_fmt(v) for v in row] for row in summary.itertuples(index=False)],
         histogram=_histogram(frame), edits=edits, config=config)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, html)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html)
     return path

@@ -58,8 +58,9 @@ def probe_section(result, plot: bytes | None = None) -> str:
                 rows.append({"point": point, "cells": cells})
             blocks.append({"task": task, "pooling": pooling, "rows": rows})
     plot = plot if plot is not None else plot_probes(result)
-    return render("probe_section.html",
-        data=result.manifest.data_name or "?", n_queries=result.n_queries,
+    return render(
+        "probe_section.html", data=result.manifest.data_name or "?",
+        n_queries=result.n_queries,
         n=result.n_candidates, folds=result.accuracy.shape[-1], plot=png_uri(plot),
         blocks=blocks, models=result.models)
 

@@ -93,8 +93,9 @@ def render_browser(dictionary: LatentDictionary, *,
             "hist": _histogram_png(dictionary.histograms[pos], float(dictionary.hist_max[pos])),
         })
     sort_keys = ["latent", "frequency", *cards[0]["sort"].keys()]
-    return render("sae.html",
-        title=title, cards=cards, sort_keys=sort_keys, n_dead=len(dictionary.dead),
+    return render(
+        "sae.html", title=title, cards=cards, sort_keys=sort_keys,
+        n_dead=len(dictionary.dead),
         width=len(dictionary.frequency), model=dictionary.manifest.model_id or "")
 
 

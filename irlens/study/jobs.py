@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from irlens.artifacts import Artifact, Manifest, _jsonable
+from irlens.artifacts import Artifact, Manifest, jsonable
 from irlens.errors import IrlensError
 
 __all__ = ["Context", "Job", "StudyResult", "make_job"]
@@ -39,7 +39,7 @@ class Job:
 
 def make_job(section: str, dataset: str, part: str, inputs: dict[str, Any], *,
              work: float = 1.0, local: bool = False, payload: dict | None = None) -> Job:
-    digest = hashlib.sha1(json.dumps(_jsonable(inputs), sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha1(json.dumps(jsonable(inputs), sort_keys=True).encode()).hexdigest()
     key = f"{section}-{dataset}-{part}-{digest[:12]}".replace("/", "_")
     return Job(key, section, dataset, part, inputs, work, local, payload or {})
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from irlens.artifacts import _jsonable, library_versions
+from irlens.artifacts import jsonable, library_versions
 from irlens.report import png_base64, render
 from irlens.study.jobs import Context
 from irlens.study.sections import SECTIONS, SectionReport
@@ -92,5 +92,5 @@ def write_report(ctx: Context, out: Path, run_seconds: float) -> Path:
     summary = {"study": spec.to_dict(), "sections": payload, "versions": versions,
                "model_fingerprint": ctx.fingerprint, "data": data, "times": times}
     with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+        tmp.write_text(json.dumps(jsonable(summary), indent=2) + "\n")
     return out / "report.html"
