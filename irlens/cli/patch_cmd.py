@@ -38,6 +38,7 @@ def patch_command(
     from irlens.data import load_dataset
     from irlens.models import load_model
     from irlens.patching.study import heatmap_figure, patching_study
+    from irlens.report import figure_png
 
     dataset = load_dataset(data, split)
     retriever = load_model(model, device="cpu")
@@ -46,7 +47,8 @@ def patch_command(
                            min_delta=min_delta, resid=resid)
     study.save(out / "study")
     for direction in ("denoise", "noise"):
-        heatmap_figure(study, direction).savefig(out / f"heatmap-{direction}.png", dpi=110)
+        figure_png(heatmap_figure(study, direction), out / f"heatmap-{direction}.png",
+                   tight=False)
     summary = {"axiom": axiom, "pairs": study.n_pairs, "skipped": study.skipped,
                "axiom_holds": study.axiom_holds, "mean_delta": study.mean_delta,
                "top": study.top_components(5)}
