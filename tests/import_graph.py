@@ -2,14 +2,16 @@
 the floors no module may climb.
 
 Every ``import``/``from ... import`` counts, at any depth (function-level imports too: they
-run sooner or later). ``from irlens.a import b`` is an edge to ``irlens.a.b`` when that is
-a module, else to ``irlens.a``. With ``packages=True`` (``--packages``) importing
+run sooner or later), except under ``if TYPE_CHECKING:`` (never run). ``from irlens.a
+import b`` is an edge to ``irlens.a.b`` when that is a module, else to ``irlens.a``.
+With ``packages=True`` (``--packages``) importing
 ``irlens.a.b`` is also an edge to the package ``irlens.a``, whose ``__init__`` runs first
 (never to the root package ``irlens``, which Python has always started by then); that
 graph adds the loops between a package's ``__init__`` and its own modules.
 
 Kept under ``tests/`` because a test runs it (``tests/test_import_graph.py``); run it by
-hand to see the loops and the floor violations::
+hand to see the loops, the floor violations and the private names taken across
+packages::
 
     python tests/import_graph.py [--packages]
 """
@@ -51,11 +53,24 @@ def modules(root: Path = ROOT) -> dict[str, Path]:
     return out
 
 
+def _import_nodes(path: Path):
+    """The import statements of a file, at any depth, outside ``if TYPE_CHECKING:``."""
+    todo = [ast.parse(path.read_text(), str(path))]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+
+
 def _targets(name: str, path: Path, known: set[str], packages: bool) -> set[str]:
     """The irlens modules that module ``name`` imports, anywhere in its file."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _import_nodes(path):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -165,7 +180,7 @@ def private_imports(root: Path = ROOT) -> list[tuple[str, str]]:
     out = set()
     for name, path in found.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _import_nodes(path):
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:

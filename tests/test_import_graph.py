@@ -40,7 +40,9 @@ def test_function_level_imports_and_loops_are_found(tmp_path):
     pkg = tmp_path / "irlens"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "errors.py").write_text("def f():\n    from irlens.artifacts import x\n")
+    (pkg / "errors.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    import irlens.cli\ndef f():\n"
+                                   "    from irlens.artifacts import x\n")
     (pkg / "artifacts.py").write_text("from irlens.errors import f\nx = 1\n")
     (pkg / "sub" / "__init__.py").write_text("from .a import y\n")
     (pkg / "sub" / "a.py").write_text("from irlens import errors\ny = 2\n")
