@@ -30,7 +30,7 @@ import numpy as np
 
 from irlens._io import write_json
 from irlens._warn import warn
-from irlens.distributed import chunk_encoder
+from irlens.executors import Executor
 from irlens.models import BiEncoder
 
 __all__ = ["FINAL", "MANIFEST", "checksum", "encode_cached", "load_verified"]
@@ -88,8 +88,10 @@ def load_verified(folder: Path, n_docs: int, spot_check=None) -> np.ndarray | No
 
 
 def encode_cached(model: BiEncoder, texts: list[str], folder: Path, manifest: dict[str, Any],
-                  batch_size: int, chunk_size: int, progress: bool, desc: str) -> np.ndarray:
-    """Load the entry in ``folder``, or encode ``texts`` into it (resuming a partial run).
+                  batch_size: int, chunk_size: int, progress: bool, desc: str,
+                  executor: Executor | None = None) -> np.ndarray:
+    """Load the entry in ``folder``, or encode ``texts`` into it (resuming a partial run);
+    ``executor``: where the chunks are encoded (``None``: in this process).
 
     Holds the entry's lock while it works: a concurrent run on the same entry waits, then
     loads the published matrix instead of encoding it again.
@@ -108,7 +110,7 @@ def encode_cached(model: BiEncoder, texts: list[str], folder: Path, manifest: di
         matrix = load_verified(folder, len(texts), lambda m: _rows_agree(model, texts, m))
         if matrix is not None:
             return matrix
-        _encode_into(model, texts, folder, batch_size, chunk_size, progress, desc)
+        _encode_into(model, texts, folder, batch_size, chunk_size, progress, desc, executor)
         partial = np.load(folder / PARTIAL, mmap_mode="r")
         write_json(folder / MANIFEST, {**manifest, "shape": list(partial.shape),
                                        "dtype": str(partial.dtype),
@@ -136,7 +138,8 @@ def _rows_agree(model: BiEncoder, texts: list[str], matrix: np.ndarray, n: int =
 
 
 def _encode_into(model: BiEncoder, texts: list[str], folder: Path, batch_size: int,
-                 chunk_size: int, progress: bool, desc: str) -> None:
+                 chunk_size: int, progress: bool, desc: str,
+                 executor: Executor | None = None) -> None:
     """Fill ``partial.npy`` row by row, saving progress after every chunk."""
     from numpy.lib.format import open_memmap
     from tqdm.auto import tqdm
@@ -153,10 +156,9 @@ def _encode_into(model: BiEncoder, texts: list[str], folder: Path, batch_size: i
         matrix = open_memmap(folder / PARTIAL, mode="r+")
     done, truncated = state["done"], state["truncated"]
     bar = tqdm(total=len(order), initial=done, desc=desc, unit="doc", disable=not progress)
-    remote = chunk_encoder()  # set by irlens.distributed.scale_out (``--ray``)
-    if remote is not None:  # Ray workers encode the chunks; only this process writes
-        done, truncated = _encode_remote(remote, model, texts, order, matrix, folder, shape,
-                                         done, truncated, batch_size, chunk_size, bar)
+    if executor is not None:  # e.g. Ray workers encode the chunks; only this process writes
+        done, truncated = _encode_remote(executor.encode, model, texts, order, matrix, folder,
+                                         shape, done, truncated, batch_size, chunk_size, bar)
     size = batch_size
     while done < len(order):
         end = min(len(order), done + size)

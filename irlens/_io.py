@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "read_json", "save_figure", "write_json", "write_table"]
+__all__ = ["atomic_path", "read_json", "write_json", "write_table"]
 
 
 @contextmanager
@@ -44,15 +44,6 @@ def write_table(path: Path | str, frame: Any) -> Path:
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
-    return path
-
-
-def save_figure(fig: Any, path: Path | str, **kwargs: Any) -> Path:
-    """``fig.savefig`` atomically (the format from the suffix, e.g. ``.png``)."""
-    path = Path(path)
-    kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, **kwargs)
     return path
 
 

@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from irlens.errors import IrlensError
+from irlens.executors import Executor
 
 __all__ = ["Artifact", "Manifest", "Store", "atomic_dir", "check_compatible",
-           "library_versions", "make_manifest", "resume"]
+           "jsonable", "library_versions", "make_manifest", "resume"]
 
 T = TypeVar("T", bound="Artifact")
 MANIFEST = "manifest.json"
@@ -73,7 +74,7 @@ class Manifest:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> Manifest:
@@ -105,13 +106,13 @@ def make_manifest(kind: str, config: Mapping[str, Any] | None = None, *, model=N
     """A manifest for ``kind``; ``model`` (a Retriever) and ``data`` (a Dataset) give the
     fingerprints."""
     return Manifest(
-        kind=kind, config=_jsonable(dict(config or {})),
+        kind=kind, config=jsonable(dict(config or {})),
         model_id=getattr(model, "model_id", None),
         model_fingerprint=getattr(model, "fingerprint", None),
         data_name=None if data is None else Path(str(getattr(data, "source", "") or "")).name
         or None,
         data_fingerprint=getattr(data, "fingerprint", None),
-        hooks=list(hooks), extra=_jsonable(extra))
+        hooks=list(hooks), extra=jsonable(extra))
 
 
 def check_compatible(manifest: Manifest, *, model=None, data=None, kind: str | None = None,
@@ -130,7 +131,7 @@ def check_compatible(manifest: Manifest, *, model=None, data=None, kind: str | N
             and manifest.data_fingerprint != data.fingerprint:
         problems.append(f"it was made on other data ({manifest.data_name})")
     if config is not None:
-        changed = config_diff(manifest.config, _jsonable(dict(config)))
+        changed = config_diff(manifest.config, jsonable(dict(config)))
         if changed:
             problems.append(f"its config differs in {', '.join(changed)}")
     if problems:
@@ -178,7 +179,7 @@ class Artifact:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
                   if f.name not in self.array_fields and f.name != "manifest"}
         manifest = dataclasses.replace(manifest, kind=self.kind,
-                                       extra={**manifest.extra, "fields": _jsonable(fields)})
+                                       extra={**manifest.extra, "fields": jsonable(fields)})
         arrays = {n: _as_numpy(getattr(self, n)) for n in self.array_fields
                   if getattr(self, n) is not None}
         with atomic_dir(path) as tmp:
@@ -272,26 +273,21 @@ class Store:
 
 
 def resume(store: Store, jobs: Mapping[str, Callable[[], Artifact]], cls: type[T], *,
-           progress: bool = False, desc: str = "jobs") -> dict[str, T]:
+           progress: bool = False, desc: str = "jobs",
+           executor: Executor | None = None) -> dict[str, T]:
     """Run every job whose artefact is missing, save each as it finishes, and return all
-    results by key (finished ones are loaded, never recomputed). Inside
-    :func:`irlens.distributed.scale_jobs` (``--ray``) the jobs run on Ray workers and this
-    process saves their results."""
+    results by key (finished ones are loaded, never recomputed). ``executor``: where the
+    jobs run (:mod:`irlens.executors`; ``None``: in this process, in order); this process
+    alone saves their results."""
     from tqdm.auto import tqdm
-
-    from irlens.distributed import job_runner  # set by irlens.distributed.scale_jobs
 
     todo = [k for k in jobs if not store.done(k)]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc,
                disable=not progress)
-    remote = job_runner() if todo else None
-    if remote is not None:  # Ray workers run the jobs; only this process writes
-        for key, result in remote({k: jobs[k] for k in todo}):
-            store.save(key, result)
-            bar.update(1)
-        todo = []
-    for key in todo:
-        store.save(key, jobs[key]())
+    finished = executor.run({k: jobs[k] for k in todo}) if executor is not None and todo \
+        else ((k, jobs[k]()) for k in todo)
+    for key, result in finished:
+        store.save(key, result)
         bar.update(1)
     bar.close()
     return {k: store.load(k, cls) for k in jobs}
@@ -346,12 +342,12 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON types: numpy scalars and arrays, tuples and paths converted."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -359,7 +355,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
+        return jsonable(dataclasses.asdict(value))
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)

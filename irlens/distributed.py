@@ -1,38 +1,42 @@
-"""Scale-out with Ray: study jobs on a pool of Ray actors, one model per actor.
+"""Scale-out with Ray: executors whose actors each hold one model.
 
 ``connect("auto")`` joins the Ray cluster this machine belongs to (``RAY_ADDRESS``, or
 one started with ``ray start --head``), else starts a local one; ``connect("HOST:PORT")``
 joins that cluster and fails within seconds when it cannot be reached.
-:class:`WorkerPool` starts one actor per worker (one CPU, or one GPU where the cluster
-has them), each loading the study's model once; jobs (corpus-encoding chunks, attributed
-pair groups, NIG triplet shards, pruning evaluations) are sent to the actors and their
-results come back to the driver, which alone writes them (:mod:`irlens.study.runner`).
+
+Two executors (:mod:`irlens.executors`), both started on first use and closed by
+``with`` (or :meth:`close`):
+
+- :class:`WorkerPool`, for a study: one actor per worker (one CPU, or one GPU where the
+  cluster has them), each loading the study's model once; study jobs (corpus-encoding
+  chunks, attributed pair groups, NIG triplet shards, pruning evaluations) are sent to the
+  actors and their results come back to the driver, which alone writes them
+  (:func:`irlens.study.run_study` ``executor=``).
+- :class:`RayExecutor`, for the plain commands: the jobs of
+  :func:`irlens.artifacts.resume` (NIG triplet shards of ``irlens neurons``, pruning
+  evaluations of ``irlens prune``, attributed pairs of ``irlens faithfulness``) and the
+  corpus-encoding chunks of :func:`irlens.retrieval.encode_corpus` (``irlens evaluate``).
+  A job is pickled with its model replaced by a reference, which the actor resolves to
+  its own copy (fingerprint checked).
+
 A worker killed mid-job is restarted by Ray and the job retried (``max_restarts``,
-``max_task_retries``), so no result is lost or written twice.
+``max_task_retries``), so no result is lost or written twice. Only the driver writes
+results.
 
-The plain commands scale out the same way: :func:`scale_out` sends corpus-encoding
-chunks to actors (``irlens evaluate --ray``); :func:`scale_jobs` sends the jobs of
-:func:`irlens.artifacts.resume` (NIG triplet shards of ``irlens neurons``, pruning
-evaluations of ``irlens prune``, attributed pairs of ``irlens faithfulness``) to actors
-that each hold the model: a job is pickled with its model replaced by a reference, which
-the actor resolves to its own copy (fingerprint checked). Only the driver writes results.
-
-Ray is optional: ``pip install irlens[ray]``; nothing here imports it until called.
+Ray is optional: ``pip install irlens[ray]``; nothing here imports it until an executor
+is built (or :func:`connect` called).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from irlens.errors import IrlensError
 
-__all__ = ["WorkerPool", "chunk_encoder", "connect", "dispatch", "job_runner", "require_ray",
-           "scale_jobs", "scale_out"]
+__all__ = ["RayExecutor", "WorkerPool", "connect", "dispatch", "require_ray"]
 
 RETRIES = 3
 
@@ -85,18 +89,17 @@ def connect(address: str = "auto", *, timeout: float = 5.0, num_cpus: int | None
     return dict(ray.cluster_resources())
 
 
-_ACTOR = None
+_ACTORS: dict[str, Any] = {}  # the Ray actor classes, made once on first use
 
 
-def _actor_class():
-    """The Ray actor class (made once, on first use)."""
-    global _ACTOR
-    if _ACTOR is None:
+def _actor_class(name: str):
+    """The Ray actor class ``name`` (``StudyWorker`` or ``JobWorker``)."""
+    if name not in _ACTORS:
         ray = require_ray()
 
         @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
         class StudyWorker:
-            """Holds one study context (model loaded once); runs jobs sent to it."""
+            """Holds one study context (model loaded once); runs study jobs sent to it."""
 
             def __init__(self, spec, threads: int):
                 import torch
@@ -125,8 +128,27 @@ def _actor_class():
                                       "every node")
                 return SECTIONS[job.section].run(self.ctx, job)
 
-        _ACTOR = StudyWorker
-    return _ACTOR
+        @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
+        class JobWorker:
+            """Holds one model (loaded once); runs pickled jobs and encodes corpus chunks."""
+
+            def __init__(self, model_name: str, load: dict[str, Any]):
+                from irlens.distributed import _load_worker_model
+
+                _load_worker_model(model_name, load)
+
+            def run(self, blob: bytes):
+                from ray import cloudpickle
+
+                return cloudpickle.loads(blob)()
+
+            def encode(self, fingerprint: str, texts: list[str], batch_size: int):
+                from irlens.distributed import _encode_texts
+
+                return _encode_texts(fingerprint, texts, batch_size)
+
+        _ACTORS.update(StudyWorker=StudyWorker, JobWorker=JobWorker)
+    return _ACTORS[name]
 
 
 def dispatch(actors: list, items: list, submit: Callable[[Any, Any], Any],
@@ -158,118 +180,96 @@ def dispatch(actors: list, items: list, submit: Callable[[Any, Any], Any],
         yield item, result
 
 
-class WorkerPool:
-    """``workers`` Ray actors for ``spec`` (default: one per CPU, or per GPU when the
-    study runs on GPUs); :meth:`run` yields ``(job, result)`` as each finishes."""
+class _Pool:
+    """``workers`` Ray actors (default: one per CPU, or per GPU when ``device`` may use
+    the cluster's GPUs), started on first use; ``with`` closes them."""
 
-    def __init__(self, spec, workers: int | None = None, threads: int = 1):
-        ray = require_ray()
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0)) if spec.device in ("auto", "cuda") else 0
+    def __init__(self, address: str, workers: int | None, device: str, threads: int = 1):
+        resources = connect(address)  # fails fast (one line) on an unreachable cluster
+        self.gpus = int(resources.get("GPU", 0)) if device in ("auto", "cuda") else 0
         if workers is None:
-            workers = gpus or max(1, int(resources.get("CPU", 1)) // threads)
+            workers = self.gpus or max(1, int(resources.get("CPU", 1)) // threads)
         if workers < 1:
             raise IrlensError(f"workers must be >= 1, got {workers}")
-        actor = _actor_class().options(num_cpus=threads, num_gpus=1 if gpus else 0)
-        self.actors = [actor.remote(spec, threads) for _ in range(workers)]
-        self.pids = ray.get([a.pid.remote() for a in self.actors])
+        self.workers, self.threads = workers, threads
+        self.actors: list = []
 
-    def run(self, jobs: list) -> Iterator[tuple[Any, Any]]:
-        return dispatch(self.actors, jobs, lambda actor, job: actor.run.remote(job),
-                        lambda job: job.key)
+    def _new_actor(self):
+        raise NotImplementedError
+
+    def _started(self) -> list:
+        if not self.actors:
+            self.actors = [self._new_actor() for _ in range(self.workers)]
+        return self.actors
 
     def close(self) -> None:
-        ray = require_ray()
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
+        """Kill the actors (a later job starts new ones)."""
+        if self.actors:
+            ray = require_ray()
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
         self.actors = []
 
+    def __enter__(self):
+        return self
 
-# -- corpus encoding for the plain commands (``irlens evaluate --ray``) -------------------
-_CHUNKS: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
-    "irlens_chunk_encoder", default=None)
-
-
-def chunk_encoder() -> Callable | None:
-    """The chunk encoder in force (inside :func:`scale_out`), else None: the corpus
-    encoder (:mod:`irlens._encoding`) then encodes in this process."""
-    return _CHUNKS.get()
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _pool_size(address: str, workers: int | None, device: str) -> tuple[int, int]:
-    """Connect; return (GPUs the actors may use, number of actors): one actor per GPU
-    where GPUs exist, else one per CPU, unless ``workers`` says."""
-    resources = connect(address)
-    gpus = int(resources.get("GPU", 0)) if device in ("auto", "cuda") else 0
-    return gpus, workers or gpus or max(1, int(resources.get("CPU", 1)))
+class WorkerPool(_Pool):
+    """The study executor: actors each holding ``spec``'s context (model loaded once);
+    :meth:`run` yields ``(job, result)`` as each study job finishes."""
+
+    def __init__(self, spec, workers: int | None = None, threads: int = 1, *,
+                 address: str = "auto"):
+        super().__init__(address, workers, spec.device, threads)
+        self.spec = spec
+
+    def _new_actor(self):
+        return _actor_class("StudyWorker").options(
+            num_cpus=self.threads, num_gpus=1 if self.gpus else 0).remote(self.spec,
+                                                                         self.threads)
+
+    def run(self, jobs: list) -> Iterator[tuple[Any, Any]]:
+        return dispatch(self._started(), jobs, lambda actor, job: actor.run.remote(job),
+                        lambda job: job.key)
 
 
-@contextlib.contextmanager
-def scale_out(address: str, model_name: str, *, workers: int | None = None,
-              **load: Any) -> Iterator[None]:
-    """While the block runs, corpus-encoding chunks go to Ray actors, each holding
-    ``load_model(model_name, **load)`` (checked against the driver's fingerprint)."""
-    ray = require_ray()
-    gpus, workers = _pool_size(address, workers, load.get("device", "auto"))
+class RayExecutor(_Pool):
+    """The executor of the plain commands: actors each holding
+    ``load_model(model_name, **load)``. A worker killed mid-job is restarted and its job
+    retried; one that fails :data:`RETRIES` + 1 times stops the run (rerun to resume)."""
 
-    @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
-    class Encoder:
-        def __init__(self):
-            import torch
+    def __init__(self, address: str, model_name: str, *, workers: int | None = None,
+                 **load: Any):
+        super().__init__(address, workers, load.get("device", "auto"))
+        self.model_name, self.load = model_name, load
 
-            from irlens.models import load_model
+    def _new_actor(self):
+        return _actor_class("JobWorker").options(
+            num_cpus=1, num_gpus=1 if self.gpus else 0).remote(self.model_name, self.load)
 
-            torch.set_num_threads(1)
-            self.model = load_model(model_name, **load)
-            self.fingerprint = self.model.fingerprint
+    def run(self, jobs: Mapping[str, Callable[[], Any]]) -> Iterator[tuple[str, Any]]:
+        """Yield (key, result) for each job as it finishes."""
+        return dispatch(self._started(), list(jobs),
+                        lambda actor, key: actor.run.remote(_dumps_by_reference(jobs[key])),
+                        str)
 
-        def encode(self, fingerprint: str, texts: list[str], batch_size: int):
-            if fingerprint != self.fingerprint:
-                raise IrlensError(f"the worker's model ({self.fingerprint}) is not the "
-                                  f"driver's ({fingerprint}); install the same model on "
-                                  "every node")
-            import numpy as np
-
-            vectors, truncated = [], 0  # the same batches as the single-process encoder
-            for start in range(0, len(texts), batch_size):
-                batch, cut = self.model.encode_batch(texts[start : start + batch_size], "doc")
-                vectors.append(batch.numpy())
-                truncated += cut
-            return np.concatenate(vectors), truncated
-
-    actors = [Encoder.options(num_cpus=1, num_gpus=1 if gpus else 0).remote()
-              for _ in range(workers)]
-
-    def encode(model, chunks: list[tuple[int, list[str]]], batch_size: int
+    def encode(self, model, chunks: list[tuple[int, list[str]]], batch_size: int
                ) -> Iterator[tuple[int, Any]]:
         """Yield (start, (vectors, n_truncated)) for each (start, texts) chunk as it
-        finishes."""
+        finishes; every worker's model is checked against ``model``'s fingerprint."""
         for (start, _), result in dispatch(
-                actors, chunks,
+                self._started(), chunks,
                 lambda actor, chunk: actor.encode.remote(model.fingerprint, chunk[1],
                                                          batch_size),
                 lambda chunk: f"chunk at row {chunk[0]}"):
             yield start, result
 
-    token = _CHUNKS.set(encode)
-    try:
-        yield
-    finally:
-        _CHUNKS.reset(token)
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
 
-
-# -- artefact jobs of the plain commands (``--ray`` on neurons, prune, faithfulness) -------
-_JOBS: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
-    "irlens_job_runner", default=None)
+# -- in a JobWorker process --------------------------------------------------------------
 _WORKER_MODEL: Any = None  # the model of this Ray worker process (set by its actor)
-
-
-def job_runner() -> Callable | None:
-    """The job runner in force (inside :func:`scale_jobs`), else None:
-    :func:`irlens.artifacts.resume` then runs its jobs in this process."""
-    return _JOBS.get()
 
 
 def _load_worker_model(model_name: str, load: dict[str, Any]) -> str:
@@ -284,17 +284,33 @@ def _load_worker_model(model_name: str, load: dict[str, Any]) -> str:
     return _WORKER_MODEL.fingerprint
 
 
-def _worker_model(fingerprint: str, max_length: int):
-    """Unpickling a job's model reference on a worker: the worker's own model."""
+def _worker_model(fingerprint: str, max_length: int | None = None):
+    """This worker's model, checked against the driver's fingerprint (and unpickling a
+    job's model reference: set to the driver's ``max_length``)."""
     model = _WORKER_MODEL
     if model is None:
         raise IrlensError("a job that uses a model reached a process without one; run it "
-                          "through irlens.distributed.scale_jobs")
+                          "through irlens.distributed.RayExecutor")
     if model.fingerprint != fingerprint:
         raise IrlensError(f"the worker's model ({model.fingerprint}) is not the driver's "
                           f"({fingerprint}); install the same model on every node")
-    model.max_length = max_length
+    if max_length is not None:
+        model.max_length = max_length
     return model
+
+
+def _encode_texts(fingerprint: str, texts: list[str], batch_size: int):
+    """Encode ``texts`` as documents with this worker's model, in the same batches as the
+    single-process encoder; returns (vectors, n_truncated)."""
+    import numpy as np
+
+    model = _worker_model(fingerprint)
+    vectors, truncated = [], 0
+    for start in range(0, len(texts), batch_size):
+        batch, cut = model.encode_batch(texts[start : start + batch_size], "doc")
+        vectors.append(batch.numpy())
+        truncated += cut
+    return np.concatenate(vectors), truncated
 
 
 def _dumps_by_reference(job: Callable) -> bytes:
@@ -318,43 +334,3 @@ def _dumps_by_reference(job: Callable) -> bytes:
     buffer = io.BytesIO()
     Pickler(buffer).dump(job)
     return buffer.getvalue()
-
-
-@contextlib.contextmanager
-def scale_jobs(address: str, model_name: str, *, workers: int | None = None,
-               **load: Any) -> Iterator[None]:
-    """While the block runs, :func:`irlens.artifacts.resume` sends its jobs to Ray actors,
-    each holding ``load_model(model_name, **load)``; results come back to the driver,
-    which saves each as it arrives. A worker killed mid-job is restarted and its job
-    retried; one that fails :data:`RETRIES` + 1 times stops the run (rerun to resume)."""
-    ray = require_ray()
-    gpus, workers = _pool_size(address, workers, load.get("device", "auto"))
-
-    @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
-    class JobWorker:
-        def __init__(self):
-            from irlens.distributed import _load_worker_model
-
-            _load_worker_model(model_name, load)
-
-        def run(self, blob: bytes):
-            from ray import cloudpickle
-
-            return cloudpickle.loads(blob)()
-
-    actors = [JobWorker.options(num_cpus=1, num_gpus=1 if gpus else 0).remote()
-              for _ in range(workers)]
-
-    def run(jobs: dict[str, Callable]) -> Iterator[tuple[str, Any]]:
-        """Yield (key, result) for each job as it finishes."""
-        return dispatch(actors, list(jobs),
-                        lambda actor, key: actor.run.remote(_dumps_by_reference(jobs[key])),
-                        str)
-
-    token = _JOBS.set(run)
-    try:
-        yield
-    finally:
-        _JOBS.reset(token)
-        for actor in actors:
-            ray.kill(actor, no_restart=True)

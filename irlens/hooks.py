@@ -36,8 +36,7 @@ from torch import nn
 
 from irlens._families import family_of
 from irlens.errors import IrlensError
-from irlens.models import Batch, Retriever, Segment
-from irlens.models._base import UNCACHEABLE
+from irlens.models import UNCACHEABLE, Batch, Retriever, Segment
 
 __all__ = [
     "UNCACHEABLE",
@@ -45,6 +44,7 @@ __all__ = [
     "HookContext",
     "HookPoint",
     "ablate",
+    "attention_probes",
     "capture",
     "family_of",
     "hook_points",
@@ -166,7 +166,7 @@ _register_attention()
 
 
 @contextmanager
-def _attention_probes(body: nn.Module) -> Iterator[None]:
+def attention_probes(body: nn.Module) -> Iterator[None]:
     """Attach identity probes to every self-attention and run eager attention."""
     fam = family_of(body)
     attns = [layer.get_submodule(fam.attn_self) for layer in fam.layer_list(body)]
@@ -218,7 +218,7 @@ def _hooks(model: Retriever | nn.Module, names: str | Sequence[str], side: str |
     body = _body(model, side)
     with ExitStack() as stack:
         if any(p.kind == "attn.probs" for p in points):
-            stack.enter_context(_attention_probes(body))
+            stack.enter_context(attention_probes(body))
         for point in points:
             fn = make_fn(point)
 

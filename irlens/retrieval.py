@@ -12,8 +12,6 @@ TREC readers and writers); metrics live in :mod:`irlens.evaluation`.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -23,8 +21,10 @@ import torch
 
 from irlens._encoding import encode_cached
 from irlens._warn import warn
+from irlens.cache import embedding_folder
 from irlens.data import Dataset
 from irlens.errors import IrlensError
+from irlens.executors import Executor
 from irlens.models import BiEncoder, CrossEncoder
 from irlens.runs import Run, load_run, ranked, save_run
 
@@ -33,6 +33,7 @@ __all__ = [
     "bm25_search",
     "dense_search",
     "encode_corpus",
+    "exact_top_k",
     "load_run",
     "rerank",
     "save_run",
@@ -117,6 +118,7 @@ def encode_corpus(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     chunk_size: int = 512,
+    executor: Executor | None = None,
 ) -> torch.Tensor:
     """Document vectors [n_docs, dim] (float32, CPU), rows in ``dataset.doc_ids`` order.
 
@@ -126,6 +128,7 @@ def encode_corpus(
     file after checking its shape and checksum. Progress is saved after every chunk (one
     batch at first, doubling up to ``chunk_size`` documents), so an interrupted run
     resumes where it stopped; concurrent runs on one cache take turns (a file lock).
+    ``executor``: where the chunks are encoded (:mod:`irlens.executors`; ``None``: here).
     While an intervention no key can describe is in force (an unlabeled function), the
     cache is skipped with a warning and the corpus is encoded in memory.
     """
@@ -148,14 +151,10 @@ def encode_corpus(
         "dataset_fingerprint": dataset.fingerprint,
         "n_docs": len(dataset.corpus),
     }
-    key = "|".join(
-        str(manifest[k])
-        for k in ("model_fingerprint", "dtype", "max_length", "dataset_fingerprint")
-    )
-    root = Path(cache_dir or os.environ.get("IRLENS_CACHE_DIR") or "~/.cache/irlens")
-    folder = root.expanduser() / "embeddings" / hashlib.sha1(key.encode()).hexdigest()[:20]
+    folder = embedding_folder(model, dataset, cache_dir, manifest["model_fingerprint"])
     matrix = encode_cached(model, dataset.doc_texts(), folder, manifest, batch_size,
-                           chunk_size, progress, desc=f"encode {dataset.name}")
+                           chunk_size, progress, desc=f"encode {dataset.name}",
+                           executor=executor)
     return torch.from_numpy(matrix)
 
 
@@ -169,6 +168,7 @@ def dense_search(
     progress: bool = True,
     backend: Literal["torch", "faiss"] = "torch",
     doc_chunk: int = 65536,
+    executor: Executor | None = None,
 ) -> Run:
     """Exact top-``k`` documents per query by ``model.similarity`` (dot or cosine).
 
@@ -185,7 +185,8 @@ def dense_search(
             f"{model.similarity_name}; use backend='torch'"
         )
     docs = encode_corpus(
-        model, dataset, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        model, dataset, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+        executor=executor,
     )
     qids = dataset.query_ids
     queries = model.encode_queries(dataset.query_texts(), batch_size=batch_size)
@@ -193,7 +194,7 @@ def dense_search(
     if backend == "faiss":
         scores, hits = _faiss_top_k(model, queries, docs, depth)
     else:
-        scores, hits = _torch_top_k(model, queries, docs, depth, doc_chunk)
+        scores, hits = exact_top_k(model, queries, docs, depth, doc_chunk)
     doc_ids = dataset.doc_ids
     return {
         qid: {doc_ids[j]: s for j, s in zip(hits[i].tolist(), scores[i].tolist(), strict=True)}
@@ -201,7 +202,7 @@ def dense_search(
     }
 
 
-def _torch_top_k(
+def exact_top_k(
     model: BiEncoder,
     queries: torch.Tensor,
     docs: torch.Tensor,
@@ -319,8 +320,10 @@ def search(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> Run:
-    """Top-``k`` per query with any retriever.
+    """Top-``k`` per query with any retriever (``executor``: where a bi-encoder's corpus
+    is encoded, see :func:`encode_corpus`).
 
     ``"bm25"`` -> :func:`bm25_search`; a bi-encoder -> :func:`dense_search`; a
     cross-encoder -> BM25 top-``k`` reranked. ``first_stage`` (``"bm25"`` or a run)
@@ -336,7 +339,8 @@ def search(
         return bm25_search(dataset, k=k, progress=progress)
     if first_stage is None and isinstance(model, BiEncoder):
         return dense_search(
-            model, dataset, k=k, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+            model, dataset, k=k, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+            executor=executor,
         )
     if first_stage is None or first_stage == "bm25":
         candidates: Mapping[str, Mapping[str, float]] = bm25_search(dataset, k=k, progress=progress)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from irlens._io import save_figure, write_table
+from irlens._io import write_table
+from irlens.report import figure_png
 
 
 class _Boom:
@@ -38,18 +39,17 @@ def test_a_figure_write_that_fails_midway_keeps_the_previous_file(tmp_path):
     path = tmp_path / "heatmap-denoise.png"
     fig = Figure()
     fig.add_subplot().imshow([[0, 1], [1, 0]])
-    save_figure(fig, path, dpi=50)
+    figure_png(fig, path, dpi=50)
     before = path.read_bytes()
     assert before[:8] == b"\x89PNG\r\n\x1a\n"
 
     class Broken:
         def savefig(self, target, **kwargs):
             # writes part of the image, then fails (a full disk, Ctrl-C)
-            with open(target, "wb") as f:
-                f.write(before[:100])
+            target.write(before[:100])
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        save_figure(Broken(), path)
+        figure_png(Broken(), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 from tiny import FAMILIES, tiny_model, tiny_model_dir
@@ -198,3 +200,58 @@ def test_sentence_transformers_folder_with_an_unsupported_order_is_refused(tiny_
     st.save(str(tmp_path / "odd"))
     with pytest.raises(IrlensError, match=r"has a Dense module after pooling and Normalize"):
         load_model(str(tmp_path / "odd"), device="cpu")
+
+
+def _full_hash(model, sha1=hashlib.sha1) -> str:
+    """The fingerprint recomputed from scratch: config, every weight, the edits in force."""
+    digest = sha1(model._config_key().encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy())
+    digest.update("|".join(model.active_edits).encode())
+    return digest.hexdigest()[:16]
+
+
+class _CountingSha1:
+    """hashlib.sha1 that counts its calls (the weights are hashed with one sha1 each)."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.real(*args, **kwargs)
+
+
+def test_fingerprint_is_hashed_once_per_weight_state(tiny_root, monkeypatch):
+    from irlens.editing import Edit
+    from irlens.hooks import ablate
+
+    model = tiny_model(tiny_root, "bert")
+    sha1 = _CountingSha1(hashlib.sha1)
+    monkeypatch.setattr(hashlib, "sha1", sha1)
+    intact = model.fingerprint
+    assert sha1.calls == 1 and intact == _full_hash(model)
+    assert model.fingerprint == intact and sha1.calls == 1  # a second access: no rehash
+    with ablate(model, "layer.0.ffn.out", units=[0, 1]):  # a hook, not a weight change
+        ablated = model.fingerprint
+        assert ablated != intact and ablated == _full_hash(model)
+    assert model.fingerprint == intact
+    calls = sha1.calls
+    name, weight = next(iter(model.named_parameters()))
+    edit = Edit("test", {name: torch.ones_like(weight)})
+    with edit.applied(model):  # the weights change in place: hashed again
+        edited = model.fingerprint
+        assert sha1.calls == calls + 1 and edited != intact and edited == _full_hash(model)
+        assert model.fingerprint == edited and sha1.calls == calls + 1
+    assert model.fingerprint == intact  # restored bit-identically: the old fingerprint
+    with torch.no_grad():  # an optimiser-style in-place update is seen too
+        weight.mul_(2)
+    assert model.fingerprint == _full_hash(model) != intact
+    with torch.no_grad():
+        weight.div_(2)
+    assert model.fingerprint == intact
+    model.half()  # new weight tensors
+    assert model.fingerprint == _full_hash(model) != intact
+    model.float()  # (rounded through float16: not the intact weights)
+    assert model.fingerprint == _full_hash(model)

@@ -27,7 +27,6 @@ from irlens.probing import (
     fold_accuracies,
     layer_representations,
     load_encoder,
-    mean_ci,
     run_probes,
     task_data,
 )
@@ -207,10 +206,13 @@ def test_fold_cis_use_the_corrected_resampled_t():
     acc = np.array([0.50, 0.62, 0.55, 0.71, 0.58])
     ctrl = np.array([0.30, 0.25, 0.20, 0.28, 0.22])
     plain = stats.t.interval(0.95, 4, loc=acc.mean(), scale=stats.sem(acc))
-    mean, lo, hi = mean_ci(acc, test_fraction=0.25)
+    from irlens.report import mean_ci
+
+    ci = mean_ci(acc, test_fraction=0.25)
+    mean, lo, hi = ci["mean"], ci["lo"], ci["hi"]
     assert mean == pytest.approx(acc.mean())
     assert (hi - lo) == pytest.approx(1.5 * (plain[1] - plain[0]))
-    assert mean_ci(acc)[1] == pytest.approx(plain[0])  # examples: no correction
+    assert mean_ci(acc)["lo"] == pytest.approx(plain[0])  # examples: no correction
     result = ProbeResult(None, ["a"], ["embeddings"], ["mean"], ["pairwise"], 2, 100,
                          np.stack([acc, ctrl])[None, None, None, None], [0.5])
     row = result.summary_frame().iloc[0]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from study_helpers import write_study
 
-from irlens.study import StudyResult, run_study
+from irlens.study import StudyResult, load_spec, run_study
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
@@ -37,6 +37,14 @@ def local(tmp_path_factory):
     path = write_study(root, group=1, steps=4)
     run = run_study(path, root / "out", progress=False, report=False)
     return path, root / "out", run
+
+
+def _on_ray(path, out):
+    """The study at ``path`` run into ``out`` on two Ray workers (the executor passed in)."""
+    from irlens.distributed import WorkerPool
+
+    with WorkerPool(load_spec(path), workers=2) as pool:
+        return run_study(path, out, executor=pool, progress=False, report=False)
 
 
 def _killer(title: str, ready=lambda: True) -> tuple[threading.Thread, list[int]]:
@@ -87,7 +95,7 @@ def _assert_same(a_dir, b_dir, keys):
 def test_ray_equals_single_process_and_resumes_either_way(cluster, local, tmp_path):
     path, local_out, reference = local
     out = tmp_path / "ray"
-    run = run_study(path, out, ray="auto", workers=2, progress=False, report=False)
+    run = _on_ray(path, out)
     assert sorted(run.jobs) == sorted(reference.jobs)
     assert len(run.computed) == len(set(run.computed)) == len(run.jobs)
     _assert_same(local_out / "jobs", out / "jobs", run.jobs)
@@ -97,7 +105,7 @@ def test_ray_equals_single_process_and_resumes_either_way(cluster, local, tmp_pa
     dropped = sorted(run.jobs)[::2]
     for key in dropped:
         shutil.rmtree(half / "jobs" / key)
-    resumed = run_study(path, half, ray="auto", workers=2, progress=False, report=False)
+    resumed = _on_ray(path, half)
     assert sorted(resumed.computed) == dropped
     # ... and a single-process run finishes a Ray one
     for key in dropped:
@@ -115,7 +123,7 @@ def test_a_worker_killed_mid_run_has_its_job_retried(cluster, local, tmp_path):
     jobs = out / "jobs"
     thread, killed = _killer("StudyWorker.run", lambda: jobs.is_dir() and any(
         p.name.startswith("faithfulness") for p in jobs.iterdir()))
-    run = run_study(path, out, ray="auto", workers=2, progress=False, report=False)
+    run = _on_ray(path, out)
     thread.join(timeout=5)
     assert killed, "no worker was killed"
     assert not psutil.pid_exists(killed[0]) or \
@@ -132,7 +140,6 @@ def test_evaluate_with_ray_encodes_on_workers_and_matches(cluster, local, tmp_pa
     from typer.testing import CliRunner
 
     from irlens.cli import app
-    from irlens.study import load_spec
 
     spec = load_spec(local[0])
     common = ["evaluate", "--model", spec.model, "--data", spec.datasets["tiny"].path,
@@ -156,19 +163,18 @@ def test_corpus_chunks_encoded_on_ray_fill_the_cache_like_one_process(cluster, l
     import json
 
     from irlens._encoding import PROGRESS, encode_cached
-    from irlens.distributed import chunk_encoder, scale_out
+    from irlens.distributed import RayExecutor
     from irlens.models import load_model
-    from irlens.study import load_spec
 
     spec = load_spec(local[0])
     model = load_model(spec.model, device="cpu")
     texts = spec.datasets["tiny"].load().doc_texts()
     plain = encode_cached(model, texts, tmp_path / "plain", {}, 4, 4, False, "docs")
-    assert chunk_encoder() is None
-    with scale_out("auto", spec.model, workers=2, device="cpu"):
-        assert chunk_encoder() is not None
-        scaled = encode_cached(model, texts, tmp_path / "ray", {}, 4, 4, False, "docs")
-    assert chunk_encoder() is None
+    with RayExecutor("auto", spec.model, workers=2, device="cpu") as executor:
+        scaled = encode_cached(model, texts, tmp_path / "ray", {}, 4, 4, False, "docs",
+                               executor=executor)
+        assert len(executor.actors) == 2  # the chunks went to the workers
+    assert executor.actors == []  # closed with the block
     np.testing.assert_allclose(np.asarray(scaled), np.asarray(plain), rtol=0, atol=1e-6)
     assert not (tmp_path / "ray" / PROGRESS).exists()  # finished: progress removed
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
@@ -212,8 +218,6 @@ def test_neurons_and_prune_with_ray_equal_the_plain_commands_and_resume_without(
         cluster, local, tmp_path, monkeypatch):
     import pandas as pd
 
-    from irlens.study import load_spec
-
     spec = load_spec(local[0])
     data = Path(spec.datasets["tiny"].path)
     common = ["--model", spec.model, "--data", data, "--triplets", "4", "--keep", "all",
@@ -247,7 +251,6 @@ def test_neurons_and_prune_with_ray_equal_the_plain_commands_and_resume_without(
 def test_faithfulness_with_ray_equals_the_plain_command(cluster, local, tmp_path,
                                                        monkeypatch):
     from irlens.attribution.study import FaithfulnessTable
-    from irlens.study import load_spec
 
     spec = load_spec(local[0])
     common = ["faithfulness", "--model", spec.model, "--data", spec.datasets["tiny"].path,
@@ -269,7 +272,6 @@ def test_a_job_holding_part_of_a_model_is_refused_before_it_is_sent(local):
     from irlens.distributed import _dumps_by_reference
     from irlens.errors import IrlensError
     from irlens.models import load_model
-    from irlens.study import load_spec
 
     model = load_model(load_spec(local[0]).model, device="cpu")
     whole = _dumps_by_reference(lambda: model.max_length)  # the model: a reference only
@@ -299,8 +301,6 @@ def test_a_job_worker_killed_mid_job_is_retried_by_the_plain_command(cluster, lo
                                                                       tmp_path):
     import pandas as pd
     import psutil
-
-    from irlens.study import load_spec
 
     spec = load_spec(local[0])
     data = Path(spec.datasets["tiny"].path)

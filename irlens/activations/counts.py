@@ -51,15 +51,16 @@ def participation_ratio(counts: np.ndarray) -> float:
 def layer_stats(active: np.ndarray, min_share: float = 0.01) -> list[dict]:
     """Per layer of a [n, layers, units] active mask: active units per example (mean,
     95% CI), units active on >= ``min_share`` of examples, Gini, participation ratio."""
-    from irlens.probing.study import mean_ci
+    from irlens.report import mean_ci
 
     n = len(active)
     rows = []
     for layer in range(active.shape[1]):
         per_example = active[:, layer].sum(1)
         per_unit = active[:, layer].sum(0)
-        mean, lo, hi = mean_ci(per_example)
-        rows.append({"layer": layer, "active_per_example": mean, "ci_low": lo, "ci_high": hi,
+        ci = mean_ci(per_example)
+        rows.append({"layer": layer, "active_per_example": ci["mean"], "ci_low": ci["lo"],
+                     "ci_high": ci["hi"],
                      "units_on_share": int(((per_unit >= min_share * n) & (per_unit > 0)).sum()),
                      "units_ever": int((per_unit > 0).sum()),
                      "gini": gini(per_unit), "participation_ratio": participation_ratio(per_unit),

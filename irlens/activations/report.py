@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irlens.probing.report import COLOURS, _env, figure_png, png_uri, short_name, write_page
+from irlens.report import COLOURS, figure_png, png_uri, render, short_name, write_page
 
 __all__ = ["activations_section", "plot_counts", "write_activation_page"]
 
@@ -66,8 +66,9 @@ def activations_section(counts, plot: bytes | None = None) -> str:
             blocks.append({"side": side, "sublayer": sub, "rows": rows})
     cfg = counts.manifest.config
     plot = plot if plot is not None else plot_counts(counts)
-    return _env().get_template("activations_section.html").render(
-        data=counts.manifest.data_name or "?", examples=cfg.get("n_examples"),
+    return render(
+        "activations_section.html", data=counts.manifest.data_name or "?",
+        examples=cfg.get("n_examples"),
         steps=cfg.get("n_steps"), target=cfg.get("target"), threshold=cfg.get("threshold"),
         share=f"{cfg.get('min_share', 0.01):.0%}", models=counts.models, plot=png_uri(plot),
         blocks=blocks)

@@ -23,8 +23,8 @@ from irlens.activations.attribution import SUBLAYERS, KnowledgeNeurons, check_op
 from irlens.activations.counts import active_mask, layer_stats
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.errors import IrlensError
+from irlens.models import check_specs, load_encoder
 from irlens.paths import parse_memory
-from irlens.probing._encoders import check_specs, load_encoder
 
 __all__ = ["ActivationConfig", "ActivationCounts", "KnowledgeScores", "attribute_examples",
            "count_rows", "examples_for", "run_activations"]

@@ -17,7 +17,7 @@ they share is :mod:`irlens.paths`. Faithfulness: :func:`measure_faithfulness`
 :func:`render_html`, :func:`save_html`.
 """
 
-from irlens.attribution._base import AttributionMethod, CompletenessWarning
+from irlens.attribution._base import AttributionMethod, CompletenessWarning, gap_fix
 from irlens.attribution.baselines import BASELINES, Baseline
 from irlens.attribution.controls import GradientXInput, RandomAttribution
 from irlens.attribution.faithfulness import Faithfulness, measure_faithfulness
@@ -45,6 +45,7 @@ __all__ = [
     "TokenAttribution",
     "Word",
     "faithfulness_study",
+    "gap_fix",
     "make_method",
     "register_method",
     "measure_faithfulness",

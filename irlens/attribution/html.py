@@ -14,12 +14,11 @@ import json
 import math
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from irlens._io import atomic_path
 from irlens.attribution.result import TokenAttribution
 from irlens.errors import IrlensError
 from irlens.models import Segment
+from irlens.report import render
 
 __all__ = ["render_html", "save_html", "word_colour"]
 
@@ -93,11 +92,8 @@ def render_html(results: list[TokenAttribution], title: str = "irlens token attr
                       "params": json.dumps(r.parameters, sort_keys=True),
                       "gap_warning": gap_warning, "percentile": pct_text,
                       "baseline_warning": baseline_warning})
-    env = Environment(loader=PackageLoader("irlens", "templates"),
-                      autoescape=select_autoescape(["html"]))
     legend = [word_colour(v * scale, scale)[0] for v in (-1.0, -0.5, 0.0, 0.5, 1.0)]
-    return env.get_template("explain.html").render(title=title, pairs=pairs, scale=scale,
-                                                   legend=legend)
+    return render("explain.html", title=title, pairs=pairs, scale=scale, legend=legend)
 
 
 def save_html(results: list[TokenAttribution], path: str | Path,

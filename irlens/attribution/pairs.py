@@ -46,7 +46,7 @@ from irlens.artifacts import Artifact, Manifest, make_manifest
 from irlens.attribution._base import CompletenessWarning
 from irlens.attribution.tokens import pair_tokens
 from irlens.errors import IrlensError
-from irlens.hooks import _attention_probes
+from irlens.hooks import attention_probes
 from irlens.models import BiEncoder
 from irlens.paths import (
     Baseline,
@@ -350,7 +350,7 @@ class IntegratedJacobians:
                     g = integrated_jacobian(
                         fn, s.x[p, :n], s.x0[p, :n], self.n_steps, self.rule,
                         self.memory_budget, self.model.parameters(), self.mode,
-                        lambda s=s: _attention_probes(self.model._encoder_for(s.side)),
+                        lambda s=s: attention_probes(self.model._encoder_for(s.side)),
                         cotangents=cot)
                     with torch.no_grad():
                         ends = fn(torch.stack([s.x[p, :n], s.x0[p, :n]]))

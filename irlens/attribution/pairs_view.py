@@ -7,17 +7,15 @@ plus the top pairs and the completeness of the four-term identity.
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from irlens._io import atomic_path
 from irlens.attribution.html import word_colour
 from irlens.attribution.pairs import TokenPairAttribution
 from irlens.errors import IrlensError
+from irlens.report import figure_png, png_base64, render
 
 __all__ = ["pair_figure", "render_pairs_html", "save_pairs_html", "save_pair_png"]
 
@@ -44,8 +42,7 @@ def pair_figure(result: TokenPairAttribution, max_doc_words: int = 40):
 
 def save_pair_png(result: TokenPairAttribution, path: str | Path) -> Path:
     """Write :func:`pair_figure` as a PNG atomically."""
-    with atomic_path(path) as tmp:
-        pair_figure(result).savefig(tmp, format="png", dpi=110)
+    figure_png(pair_figure(result), path, tight=False)
     return Path(path)
 
 
@@ -62,16 +59,13 @@ def render_pairs_html(results: list[TokenPairAttribution], top: int = 10,
                                         "title": f"{qw} x {dw}: {v:+.4g}"}
                                        for dw, v in zip(d, m[i], strict=True)]}
                 for i, qw in enumerate(q)]
-        png = io.BytesIO()
-        pair_figure(r).savefig(png, format="png", dpi=90)
+        png = figure_png(pair_figure(r), dpi=90, tight=False)
         pairs.append({"query": r.query, "doc": r.doc, "docs": d, "rows": rows,
                       "top": r.top_pairs(top), "score": r.score, "expected": r.expected,
                       "gap": r.relative_gap, "model_id": r.model_id, "scale": scale,
-                      "png": base64.b64encode(png.getvalue()).decode("ascii"),
+                      "png": png_base64(png),
                       "params": r.parameters})
-    env = Environment(loader=PackageLoader("irlens", "templates"),
-                      autoescape=select_autoescape(["html"]))
-    return env.get_template("pairs.html").render(title=title, pairs=pairs)
+    return render("pairs.html", title=title, pairs=pairs)
 
 
 def save_pairs_html(results: list[TokenPairAttribution], path: str | Path, top: int = 10

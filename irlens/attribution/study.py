@@ -35,6 +35,7 @@ from irlens.attribution.faithfulness import measure_faithfulness
 from irlens.attribution.methods import check_method, make_method
 from irlens.data import Dataset, sample_pairs
 from irlens.errors import IrlensError
+from irlens.executors import Executor
 from irlens.models import BiEncoder, CrossEncoder, Retriever
 from irlens.paths import cut_text
 
@@ -199,7 +200,8 @@ def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
                        replace_with: str = "mask", seed: int = 0, min_relevance: int = 1,
                        memory_budget: str | int | None = "1GB",
                        out_dir: str | Path | None = None,
-                       progress: bool = False) -> FaithfulnessTable:
+                       progress: bool = False,
+                       executor: Executor | None = None) -> FaithfulnessTable:
     """Explain ``n_pairs`` relevant pairs with every method and measure faithfulness.
 
     ``out_dir``: the study folder; each finished pair is saved there, a rerun with the same
@@ -278,7 +280,8 @@ def faithfulness_study(model: Retriever, dataset: Dataset, n_pairs: int = 50,
         done = {k: jobs[k]() for k in tqdm(jobs, desc="faithfulness", unit="pair",
                                             disable=not progress)}
     else:
-        done = resume(store, jobs, FaithfulnessPair, progress=progress, desc="faithfulness")
+        done = resume(store, jobs, FaithfulnessPair, progress=progress, desc="faithfulness",
+                      executor=executor)
     records = [r for key in jobs for r in done[key].records]
     table = FaithfulnessTable(manifest, config, records)
     if store is not None:

@@ -14,13 +14,13 @@ def _refuse_cross_encoder(model: str) -> None:
     from transformers import AutoConfig
 
     from irlens.models import resolve_model_path
-    from irlens.models.loading import _is_cross_encoder
+    from irlens.models.loading import is_cross_encoder
 
     try:
         config = AutoConfig.from_pretrained(resolve_model_path(model))
     except (OSError, ValueError):
         return  # load_model reports unreadable models itself
-    if _is_cross_encoder(config):
+    if is_cross_encoder(config):
         raise IrlensError(f"--pairs is a bi-encoder method (it factorises s(a, b) = "
                           f"e(a) . e(b)); {model} is a cross-encoder: drop --pairs for token "
                           "attribution")

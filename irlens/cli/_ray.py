@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-__all__ = ["check_ray", "ray_jobs", "ray_option", "workers_option"]
+__all__ = ["check_ray", "ray_executor", "ray_option", "study_executor", "workers_option"]
 
 
 def ray_option():
@@ -30,11 +30,22 @@ def check_ray(ray: str | None) -> None:
         connect(ray)
 
 
-def ray_jobs(ray: str | None, model: str, workers: int | None, **load: Any):
-    """The block in which a command's resumable jobs run on Ray workers holding
-    ``load_model(model, **load)`` (``--ray``), or nothing at all without it."""
+def ray_executor(ray: str | None, model: str, workers: int | None, **load: Any):
+    """A ``with`` block giving the executor of a command's jobs: Ray workers holding
+    ``load_model(model, **load)`` (``--ray``; closed at the end), or None (this process)
+    without it."""
     if ray is None:
         return contextlib.nullcontext()
-    from irlens.distributed import scale_jobs
+    from irlens.distributed import RayExecutor
 
-    return scale_jobs(ray, model, workers=workers, **load)
+    return RayExecutor(ray, model, workers=workers, **load)
+
+
+def study_executor(ray: str | None, spec, workers: int | None):
+    """A ``with`` block giving a study's executor: Ray workers each holding the study
+    (``--ray``; closed at the end), or None (this process) without it."""
+    if ray is None:
+        return contextlib.nullcontext()
+    from irlens.distributed import WorkerPool
+
+    return WorkerPool(spec, workers, address=ray)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from enum import Enum
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import check_ray, ray_option, workers_option
+from irlens.cli._ray import check_ray, ray_executor, ray_option, workers_option
 
 
 class Device(str, Enum):
@@ -112,13 +111,8 @@ def evaluate_command(
         }
     if rerank_from is None and isinstance(retriever, CrossEncoder):
         rerank_from = "bm25"  # what search() does for a cross-encoder; recorded below
-    scaled = contextlib.nullcontext()
-    if ray is not None and model != "bm25":  # corpus-encoding chunks on Ray workers
-        from irlens.distributed import scale_out
-
-        scaled = scale_out(ray, model, workers=workers, device=device.value,
-                           dtype=dtype.value)
-    with scaled:
+    with ray_executor(None if model == "bm25" else ray, model, workers,  # chunks on Ray
+                      device=device.value, dtype=dtype.value) as executor:
         run = search(
             retriever,
             dataset,
@@ -126,6 +120,7 @@ def evaluate_command(
             first_stage=first_stage,
             batch_size=batch_size,
             cache_dir=cache_dir,
+            executor=executor,
         )
     result = evaluate(run, dataset.qrels, metrics, data=dataset,
                       model=None if retriever == "bm25" else retriever)

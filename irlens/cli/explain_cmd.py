@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import check_ray, ray_jobs, ray_option, workers_option
+from irlens.cli._ray import check_ray, ray_executor, ray_option, workers_option
 from irlens.errors import IrlensError
 
 
@@ -244,12 +244,12 @@ def faithfulness_command(
     dataset = load_dataset(data, split)
     out = out or Path("results") / f"faithfulness-{dataset.name.replace('/', '_')}"
     retriever = load_model(model, device=device.value)
-    with ray_jobs(ray, model, workers, device=device.value):  # pairs on Ray workers
+    with ray_executor(ray, model, workers, device=device.value) as executor:  # pairs on Ray
         table = faithfulness_study(
             retriever, dataset, pairs, names, n_steps=n_steps, rule=rule,
             target=target, max_doc_tokens=max_doc_tokens, top_k=top_k,
             n_candidates=candidates, scale=scale, seed=seed, min_relevance=min_relevance,
-            memory_budget=memory_budget, out_dir=out, progress=True)
+            memory_budget=memory_budget, out_dir=out, progress=True, executor=executor)
     if as_json:
         payload = table.to_dict()
         payload.pop("records")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import check_ray, ray_jobs, ray_option, workers_option
+from irlens.cli._ray import check_ray, ray_executor, ray_option, workers_option
 from irlens.errors import IrlensError
 
 
@@ -91,9 +91,9 @@ def neurons_command(
                          memory_budget=memory_budget)
     check_ray(ray)
     retriever = load_model(model, device=device.value)
-    with ray_jobs(ray, model, workers, device=device.value):  # NIG shards on Ray workers
+    with ray_executor(ray, model, workers, device=device.value) as executor:  # NIG on Ray
         summary = run_neurons(retriever, data, out, ood=list(ood or []), config=config, p=p,
-                              kind=kind, score=score, segment=segment)
+                              kind=kind, score=score, segment=segment, executor=executor)
     summary["report"] = str(render_report(out / "report.html", neurons_dir=out))
     echo_json(summary)
 
@@ -164,8 +164,9 @@ def prune_command(
     name = model or study.manifest.model_id
     retriever = load_model(name, device=device.value)
     out = out or study.folder / "pruning"
-    with ray_jobs(ray, name, workers, device=device.value):  # evaluations on Ray workers
-        results = [evaluate_pruning(retriever, d, study, config, out_dir=out) for d in data]
+    with ray_executor(ray, name, workers, device=device.value) as executor:  # on Ray workers
+        results = [evaluate_pruning(retriever, d, study, config, out_dir=out,
+                                    executor=executor) for d in data]
     neurons_root = study.folder.parent if (study.folder.parent / "summary.json").is_file() \
         else study.folder
     _write_pruning_outputs(results, out, neurons_root)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from irlens._io import save_figure, write_table
+from irlens._io import write_table
 from irlens.cli._app import app, echo_json, friendly_errors
 
 
@@ -39,6 +39,7 @@ def patch_command(
     from irlens.data import load_dataset
     from irlens.models import load_model
     from irlens.patching.study import heatmap_figure, patching_study
+    from irlens.report import figure_png
 
     dataset = load_dataset(data, split)
     retriever = load_model(model, device="cpu")
@@ -47,7 +48,8 @@ def patch_command(
                            min_delta=min_delta, resid=resid)
     study.save(out / "study")
     for direction in ("denoise", "noise"):
-        save_figure(heatmap_figure(study, direction), out / f"heatmap-{direction}.png", dpi=110)
+        figure_png(heatmap_figure(study, direction), out / f"heatmap-{direction}.png",
+                   tight=False)
     summary = {"axiom": axiom, "pairs": study.n_pairs, "skipped": study.skipped,
                "axiom_holds": study.axiom_holds, "mean_delta": study.mean_delta,
                "top": study.top_components(5)}

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import ray_option, workers_option
+from irlens.cli._ray import ray_option, study_executor, workers_option
 from irlens.errors import IrlensError
 
 
@@ -30,7 +30,7 @@ def study_command(
 
     Example: irlens study --init study.yaml && irlens study study.yaml --dry-run
     """
-    from irlens.study import EXAMPLE, load_spec, plan_study, run_study
+    from irlens.study import EXAMPLE, check_model, load_spec, plan_study, run_study
 
     if init:
         if config.exists():
@@ -58,7 +58,9 @@ def study_command(
         typer.echo(f"work: {plan['work_unit']}; 'later' jobs are planned once the jobs "
                    "they build on have run; time left is extrapolated from finished jobs")
         return
-    run = run_study(spec, out, ray=ray, workers=workers)
+    check_model(spec)  # the model suits every section, before Ray starts
+    with study_executor(ray, spec, workers) as executor:
+        run = run_study(spec, out, executor=executor)
     payload = {"out": str(run.out), "jobs": len(run.jobs), "computed": len(run.computed),
                "reused": len(run.jobs) - len(run.computed), "seconds": round(run.seconds, 1),
                "report": str(run.report)}

@@ -9,8 +9,6 @@ benchmark compares against. Estimates are cached on disk, keyed by model and dat
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from irlens.artifacts import Artifact, Manifest, make_manifest
+from irlens.cache import cache_folder
 from irlens.hooks import capture
 from irlens.models import BiEncoder
 
@@ -92,8 +91,7 @@ def cached_covariance(model: BiEncoder, dataset, layer: int, n_docs: int = 1000,
     pick = sorted(rng.choice(len(ids), size=min(n_docs, len(ids)), replace=False).tolist())
     config = {"layer": layer, "n_docs": len(pick), "seed": seed}
     key = f"{model.fingerprint}|{dataset.fingerprint}|{sorted(config.items())}"
-    root = Path(cache_dir or os.environ.get("IRLENS_CACHE_DIR") or "~/.cache/irlens")
-    folder = root.expanduser() / "covariance" / hashlib.sha1(key.encode()).hexdigest()[:20]
+    folder = cache_folder("covariance", key, cache_dir)
     if (folder / "manifest.json").is_file():
         return torch.from_numpy(KeyCovariance.load(folder).moment)
     texts = dataset.doc_texts([ids[i] for i in pick])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
 import pandas as pd
 
-from irlens.artifacts import _write_text
+from irlens._io import atomic_path
 from irlens.editing.study import summarise
+from irlens.report import figure_png, png_uri, render
 
 __all__ = ["render_edit_report"]
 
@@ -26,9 +25,7 @@ def _histogram(frame: pd.DataFrame) -> str:
     ax.set_ylabel("edits")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return png_uri(figure_png(fig, dpi=90, tight=False))
 
 
 def _fmt(value) -> str:
@@ -40,8 +37,6 @@ def _fmt(value) -> str:
 def render_edit_report(frame: pd.DataFrame, path: str | Path, config: dict,
                        title: str = "irlens edit") -> Path:
     """Write a self-contained HTML page for the rows of :func:`run_edits`."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     summary = summarise(frame)
     first = summary.iloc[0]
     finding = (f"{first['editor']} {first['kind']}: {first['efficacy']:.0%} of "
@@ -52,13 +47,11 @@ def render_edit_report(frame: pd.DataFrame, path: str | Path, config: dict,
               "efficacy": bool(r.efficacy), "generalisation": _fmt(r.generalisation),
               "delta": _fmt(r.locality_delta_ndcg10), "seconds": f"{r.seconds:.1f}"}
              for r in frame.itertuples()]
-    env = Environment(loader=PackageLoader("irlens", "templates"),
-                      autoescape=select_autoescape(["html"]))
-    html = env.get_template("edit.html").render(
-        title=title, finding=finding, summary_columns=list(summary.columns),
+    html = render(
+        "edit.html", title=title, finding=finding, summary_columns=list(summary.columns),
         summary_rows=[[_fmt(v) for v in row] for row in summary.itertuples(index=False)],
         histogram=_histogram(frame), edits=edits, config=config)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, html)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html)
     return path

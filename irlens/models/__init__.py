@@ -13,17 +13,23 @@ normalisation come from the folder); plain encoders take a pooling choice; DPR-s
 pairs take a second, query-side model.
 """
 
-from irlens.models._base import Batch, Retriever, Segment
+from irlens.models._base import UNCACHEABLE, Batch, Retriever, Segment
 from irlens.models.bi_encoder import BiEncoder
 from irlens.models.cross_encoder import CrossEncoder
-from irlens.models.loading import load_model, resolve_model_path
+from irlens.models.loading import load_model, pick_device, resolve_model_path
+from irlens.models.specs import check_specs, load_encoder, split_spec
 
 __all__ = [
+    "UNCACHEABLE",
     "Batch",
     "BiEncoder",
     "CrossEncoder",
     "Retriever",
     "Segment",
+    "check_specs",
+    "load_encoder",
     "load_model",
+    "pick_device",
     "resolve_model_path",
+    "split_spec",
 ]

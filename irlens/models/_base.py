@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -96,6 +96,7 @@ class Retriever(nn.Module):
         self.max_length = int(max_length)
         self.current_batch: Batch | None = None  # the batch in the forward pass (for hooks)
         self.active_edits: list[str] = []  # descriptions of interventions now in force
+        self._weights_hash: tuple[Any, Any] | None = None  # (state key, sha1 of weights)
         self.eval()
 
     # -- identity -----------------------------------------------------------------------
@@ -109,13 +110,36 @@ class Retriever(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """Hash of weights, configuration and interventions in force (for caches)."""
-        digest = hashlib.sha1(self._config_key().encode())
-        for name, tensor in self.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy())
+        """Hash of weights, configuration and interventions in force (for caches).
+
+        The weights are hashed once per state: again only after one changes (an in-place
+        update such as an edit or an optimiser step, a new dtype or device, or
+        :meth:`weights_changed`); interventions (hooks) change the fingerprint without a
+        rehash."""
+        state = self.state_dict(keep_vars=True)
+        key = (self._config_key(), [(name, t.data_ptr(), t._version, t.dtype, t.device,
+                                     t.shape) for name, t in state.items()])
+        if self._weights_hash is None or self._weights_hash[0] != key:
+            weights = hashlib.sha1(self._config_key().encode())
+            for name, tensor in state.items():
+                weights.update(name.encode())
+                weights.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy())
+            self._weights_hash = (key, weights)
+        digest = self._weights_hash[1].copy()
         digest.update("|".join(self.active_edits).encode())
         return digest.hexdigest()[:16]
+
+    def weights_changed(self) -> None:
+        """Forget the hashed weights: the next :attr:`fingerprint` hashes them again (for
+        changes torch does not count, such as writes through ``.data``)."""
+        self._weights_hash = None
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .half(), .cuda(): new weight tensors
+        self._weights_hash = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy rehashes (a hash object cannot pickle)
+        return {**self.__dict__, "_weights_hash": None}
 
     @property
     def cacheable(self) -> bool:

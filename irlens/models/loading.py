@@ -23,7 +23,8 @@ from irlens.models._base import Pooling, Similarity
 from irlens.models.bi_encoder import SIMILARITIES, BiEncoder
 from irlens.models.cross_encoder import CrossEncoder
 
-__all__ = ["TOWERS_FILE", "load_model", "resolve_model_path"]
+__all__ = ["TOWERS_FILE", "is_cross_encoder", "load_model", "pick_device",
+           "resolve_model_path"]
 
 # A two-tower folder (``irlens train bi-encoder --two-towers``): query/ and doc/ encoders.
 TOWERS_FILE = "irlens_towers.json"
@@ -91,7 +92,8 @@ def _load_hf(loader, name: str, **kwargs):
         ) from err
 
 
-def _pick_device(device: str) -> torch.device:
+def pick_device(device: str) -> torch.device:
+    """The torch device for ``auto``, ``cpu`` or ``cuda[:N]``, or a one-line error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -99,6 +101,9 @@ def _pick_device(device: str) -> torch.device:
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise IrlensError(f"unknown device '{device}'; use auto, cpu or cuda")
     return torch.device(device)
+
+
+_pick_device = pick_device  # the old private name, still imported by irlens.training
 
 
 def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -112,7 +117,8 @@ def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 
-def _is_cross_encoder(config) -> bool:
+def is_cross_encoder(config) -> bool:
+    """Whether a transformers config is a sequence classifier (a cross-encoder)."""
     return any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
 
 
@@ -148,7 +154,7 @@ def load_model(name: str = "default", *, device: str = "auto", dtype: str = "flo
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_transformers()
     path = resolve_model_path(name)
-    dev, torch_dtype = _pick_device(device), _pick_dtype(dtype)
+    dev, torch_dtype = pick_device(device), _pick_dtype(dtype)
     towers = Path(path) / TOWERS_FILE
     if towers.is_file() and query_model is None:
         import json
@@ -162,7 +168,7 @@ def load_model(name: str = "default", *, device: str = "auto", dtype: str = "flo
                           query_model=str(Path(path) / spec["query"]), _model_id=name)
     config = _load_hf(AutoConfig.from_pretrained, path)
     model_id = _model_id or ("default" if name == "default" else name)
-    if kind == "cross" or (kind == "auto" and _is_cross_encoder(config)):
+    if kind == "cross" or (kind == "auto" and is_cross_encoder(config)):
         model = _load_hf(AutoModelForSequenceClassification.from_pretrained, path)
         tokenizer = _load_hf(AutoTokenizer.from_pretrained, path)
         limit = max_length or _max_length(tokenizer, config)

@@ -211,7 +211,7 @@ def _manifest(nig: NeuronIntegratedGradients, names: list[str]):
 
 
 def _warn_layer_gaps(result: NeuronAttribution, tolerance: float, rule: str) -> None:
-    from irlens.attribution._base import CompletenessWarning, gap_fix
+    from irlens.attribution import CompletenessWarning, gap_fix
 
     delta = np.abs(result.delta)[:, None]
     gap = np.abs(result.completeness_gap)

@@ -45,6 +45,7 @@ import torch
 
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.errors import IrlensError
+from irlens.executors import Executor
 from irlens.hooks import ablate, capture
 from irlens.models import BiEncoder, CrossEncoder, Retriever, Segment
 from irlens.neurons.selection import Selection, check_options, random_like, select
@@ -336,7 +337,8 @@ def _measure(model: Retriever, dataset, candidates, config: PruningConfig
 def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | Path,
                      config: PruningConfig | None = None, *, out_dir: str | Path | None = None,
                      values: dict[str, torch.Tensor] | None = None,
-                     progress: bool = True) -> PruningResult:
+                     progress: bool = True,
+                     executor: Executor | None = None) -> PruningResult:
     """Prune the relevance units of ``neurons`` (a study folder or its scores) and score
     retrieval on ``data``: intact, top p% and ``seeds`` random draws per p, per layer.
 
@@ -400,7 +402,7 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
                                                  unit="eval", disable=not progress)]
     else:
         done = resume(store, todo, PruningEval, progress=progress,
-                      desc=f"prune {dataset.name}")
+                      desc=f"prune {dataset.name}", executor=executor)
         rows = [done[key].row for key in todo]
     result = PruningResult(manifest, rows, params)
     if store is not None:

@@ -7,8 +7,6 @@ table and curves; images are embedded, so the page is one self-contained file.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +15,7 @@ import pandas as pd
 
 from irlens._io import atomic_path, read_json
 from irlens.errors import IrlensError
+from irlens.report import figure_png, png_uri, render
 
 if TYPE_CHECKING:
     from irlens.neurons.pruning import PruningResult
@@ -32,16 +31,6 @@ def _figure(n_panels: int):
     fig = Figure(figsize=(4.2 * n_panels, 3.3))
     axes = fig.subplots(1, n_panels, squeeze=False)
     return fig, axes
-
-
-def _save(fig, path: str | Path | None) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    data = buf.getvalue()
-    if path is not None:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    return data
 
 
 def _metric(result: PruningResult, metric: str | None) -> str:
@@ -80,7 +69,7 @@ def plot_pruning(result: PruningResult, path: str | Path | None = None,
         ax.set_ylabel(metric)
         ax.set_title(name)
     axes[0][0].legend(fontsize=8)
-    data = _save(fig, path)
+    data = figure_png(fig, path)
     return Path(path) if path is not None else data
 
 
@@ -106,12 +95,8 @@ def plot_layer_pruning(result: PruningResult, path: str | Path | None = None,
         ax.set_ylabel(f"{metric} drop")
         ax.set_title(name)
     axes[0][0].legend(fontsize=8)
-    data = _save(fig, path)
+    data = figure_png(fig, path)
     return Path(path) if path is not None else data
-
-
-def _png_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def _top_units(scores: pd.DataFrame, kind: str, score: str, n: int) -> list[dict[str, Any]]:
@@ -160,8 +145,6 @@ def render_report(path: str | Path, *, neurons_dir: str | Path | None = None,
                   pruning: list[PruningResult] | None = None, top: int = 10,
                   score: str = "relevant") -> Path:
     """Write the HTML page for a ``irlens neurons`` folder and/or pruning results."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     if neurons_dir is None and not pruning:
         raise IrlensError("nothing to report: give a neurons folder or pruning results")
     ctx: dict[str, Any] = {"title": "irlens: relevance neurons", "studies": [],
@@ -202,12 +185,10 @@ def render_report(path: str | Path, *, neurons_dir: str | Path | None = None,
             "parameters": result.parameters,
             "ranking": result.parameters.get("ranking", ""),
             "columns": columns, "rows": rows,
-            "curve": _png_uri(plot_pruning(result, metric=metric)),
-            "layers": _png_uri(plot_layer_pruning(result, metric=metric))
+            "curve": png_uri(plot_pruning(result, metric=metric)),
+            "layers": png_uri(plot_layer_pruning(result, metric=metric))
             if (table["experiment"] == "layer").any() else None})
-    env = Environment(loader=PackageLoader("irlens", "templates"),
-                      autoescape=select_autoescape(["html"]))
-    html = env.get_template("neurons.html").render(**ctx)
+    html = render("neurons.html", **ctx)
     with atomic_path(path) as tmp:
         tmp.write_text(html)
     return Path(path)

@@ -44,6 +44,7 @@ from irlens.artifacts import (
     resume,
 )
 from irlens.errors import IrlensError
+from irlens.executors import Executor
 from irlens.hooks import hook_points
 from irlens.models import CrossEncoder, Retriever
 from irlens.neurons.nig import NeuronIntegratedGradients
@@ -285,8 +286,10 @@ def resolve_neurons(path: str | Path, which: str | None = None) -> tuple[Study, 
 
 
 def run_study(model: Retriever, data: str | Path, out_dir: str | Path,
-              config: StudyConfig | None = None, *, progress: bool = True) -> Study:
-    """Run (or resume) the study of ``data`` (a BEIR folder) into ``out_dir``."""
+              config: StudyConfig | None = None, *, progress: bool = True,
+              executor: Executor | None = None) -> Study:
+    """Run (or resume) the study of ``data`` (a BEIR folder) into ``out_dir``; its jobs
+    run on ``executor`` (:mod:`irlens.executors`; ``None``: in this process)."""
     from irlens.data import load_dataset
 
     config = config or StudyConfig()
@@ -303,7 +306,7 @@ def run_study(model: Retriever, data: str | Path, out_dir: str | Path,
     store = Store(out, _manifest(model, engine, dataset, data, config))
     [triplets] = resume(store, {"triplets": lambda: triplet_table(model, store.manifest, config,
                                                                    dataset, progress)},
-                        TripletTable).values()
+                        TripletTable, executor=executor).values()
     frame = triplets.to_frame()
     kept = frame[frame["kept"]]
     if kept.empty:
@@ -317,7 +320,8 @@ def run_study(model: Retriever, data: str | Path, out_dir: str | Path,
 
     jobs = {f"shard-{int(shard):05d}": shard_job(kept[kept["shard"] == shard])
             for shard in sorted(kept["shard"].unique())}
-    resume(store, jobs, NeuronShard, progress=progress, desc=f"NIG {dataset.name}")
+    resume(store, jobs, NeuronShard, progress=progress, desc=f"NIG {dataset.name}",
+           executor=executor)
     study = Study(out)
     if not study.finished:
         _aggregate(study)
@@ -475,8 +479,10 @@ def _attn_rows(rel: np.ndarray, non: np.ndarray) -> pd.DataFrame:
 def run_neurons(model: Retriever, data: str | Path, out_dir: str | Path,
                 ood: list[str | Path] | None = None, config: StudyConfig | None = None, *,
                 p: float = 1.0, kind: str = "ffn", score: str = "relevant",
-                segment: str = "all", progress: bool = True) -> dict[str, Any]:
-    """Studies of ``data`` (in-domain) and each ``ood`` set, then their combination.
+                segment: str = "all", progress: bool = True,
+                executor: Executor | None = None) -> dict[str, Any]:
+    """Studies of ``data`` (in-domain) and each ``ood`` set, then their combination
+    (``executor``: where their jobs run, see :func:`run_study`).
 
     Writes ``<out>/<dataset>/`` per study, ``<out>/fusion/`` (mean scores, usable as a
     neuron file), ``selections.json`` (each dataset's top ``p``%, their intersection and
@@ -490,7 +496,8 @@ def run_neurons(model: Retriever, data: str | Path, out_dir: str | Path,
         name = Path(source).name
         taken = {s.folder.name for s in studies}
         folder = out / (name if name not in taken else f"{name}-{len(studies)}")
-        studies.append(run_study(model, source, folder, config, progress=progress))
+        studies.append(run_study(model, source, folder, config, progress=progress,
+                                 executor=executor))
     tables = [s.scores for s in studies]
     fused = fuse(tables)
     fusion_dir = out / "fusion"

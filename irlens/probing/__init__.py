@@ -25,10 +25,10 @@ from irlens.probing.probes import (
     task_data,
 )
 from irlens.probing.report import plot_probes, probe_section, write_probe_page
-from irlens.probing.study import ProbeConfig, ProbeResult, mean_ci, probe_model, run_probes
+from irlens.probing.study import ProbeConfig, ProbeResult, probe_model, run_probes
 
 __all__ = ["POOLINGS", "TASKS", "ProbeConfig", "ProbeItem", "ProbeResult", "build_items",
            "check_specs", "control_labels", "control_seen", "fold_accuracies", "layer_names",
-           "layer_representations", "load_encoder", "mean_ci", "passage_values",
+           "layer_representations", "load_encoder", "passage_values",
            "plot_probes", "probe_model", "probe_section", "run_probes", "split_spec",
            "task_data", "write_probe_page"]

@@ -7,44 +7,11 @@ an inline base64 PNG; every text is escaped by jinja2's autoescape).
 
 from __future__ import annotations
 
-import base64
-import io
-from collections.abc import Sequence
 from pathlib import Path
 
-from irlens._io import atomic_path
+from irlens.report import COLOURS, figure_png, png_uri, render, short_name, write_page
 
-__all__ = ["figure_png", "page_html", "plot_probes", "png_uri", "probe_section",
-           "short_name", "write_page", "write_probe_page"]
-
-COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange")
-
-
-def figure_png(fig, path: str | Path | None = None) -> bytes:
-    """PNG bytes of a matplotlib ``Figure`` (written atomically to ``path`` if given)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    data = buf.getvalue()
-    if path is not None:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    return data
-
-
-def png_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
-
-
-def _env():
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    return Environment(loader=PackageLoader("irlens", "templates"),
-                       autoescape=select_autoescape(["html"]))
-
-
-def short_name(model: str) -> str:
-    """A legend label: the folder name of a local model path, else the spec itself."""
-    return Path(model).name if "/" in model and Path(model).exists() else model
+__all__ = ["plot_probes", "probe_section", "write_probe_page"]
 
 
 def plot_probes(result, path: str | Path | None = None) -> bytes:
@@ -91,24 +58,11 @@ def probe_section(result, plot: bytes | None = None) -> str:
                 rows.append({"point": point, "cells": cells})
             blocks.append({"task": task, "pooling": pooling, "rows": rows})
     plot = plot if plot is not None else plot_probes(result)
-    return _env().get_template("probe_section.html").render(
-        data=result.manifest.data_name or "?", n_queries=result.n_queries,
+    return render(
+        "probe_section.html", data=result.manifest.data_name or "?",
+        n_queries=result.n_queries,
         n=result.n_candidates, folds=result.accuracy.shape[-1], plot=png_uri(plot),
         blocks=blocks, models=result.models)
-
-
-def page_html(title: str, sections: Sequence[str]) -> str:
-    """A self-contained page around section HTML from this package's section functions."""
-    from markupsafe import Markup
-
-    return _env().get_template("comparison_page.html").render(
-        title=title, sections=[Markup(s) for s in sections])
-
-
-def write_page(path: str | Path, title: str, sections: Sequence[str]) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(page_html(title, sections))
-    return Path(path)
 
 
 def write_probe_page(result, path: str | Path, plot: bytes | None = None) -> Path:

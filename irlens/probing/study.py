@@ -42,8 +42,9 @@ from irlens.probing.probes import (
     fold_accuracies,
     task_data,
 )
+from irlens.report import mean_ci
 
-__all__ = ["CONTROLS", "ProbeConfig", "ProbeResult", "mean_ci", "probe_model", "run_probes"]
+__all__ = ["CONTROLS", "ProbeConfig", "ProbeResult", "probe_model", "run_probes"]
 
 CONTROLS = ("passage",)
 
@@ -130,9 +131,9 @@ class ProbeResult(Artifact):
         ratio = self.test_fraction
         for m, layer, p, t in np.ndindex(self.accuracy.shape[:4]):
             acc, ctrl = self.accuracy[m, layer, p, t]
-            mean, lo, hi = mean_ci(acc, test_fraction=ratio)
-            c_mean, c_lo, c_hi = mean_ci(ctrl, test_fraction=ratio)
-            s_mean, s_lo, s_hi = mean_ci(acc - ctrl, test_fraction=ratio)
+            mean, lo, hi = _ci(acc, ratio)
+            c_mean, c_lo, c_hi = _ci(ctrl, ratio)
+            s_mean, s_lo, s_hi = _ci(acc - ctrl, ratio)
             seen = self.control_seen[t] if self.control_seen else float("nan")
             rows.append({"model": self.models[m], "layer": layer, "point": self.layers[layer],
                          "pooling": self.poolings[p], "task": self.tasks[t],
@@ -149,7 +150,7 @@ class ProbeResult(Artifact):
         rows = []
         for layer, p, t in np.ndindex(self.accuracy.shape[1:4]):
             diff = self.accuracy[other, layer, p, t, 0] - self.accuracy[base, layer, p, t, 0]
-            mean, lo, hi = mean_ci(diff, test_fraction=self.test_fraction)
+            mean, lo, hi = _ci(diff, self.test_fraction)
             rows.append({"layer": layer, "point": self.layers[layer],
                          "pooling": self.poolings[p], "task": self.tasks[t],
                          "difference": mean, "ci_low": lo, "ci_high": hi,
@@ -165,25 +166,9 @@ class ProbeResult(Artifact):
         return cls(**{k: (np.asarray(v) if k == "accuracy" else v) for k, v in kwargs.items()})
 
 
-def mean_ci(values: np.ndarray, level: float = 0.95, *, test_fraction: float | None = None,
-            ) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval over independent values (examples), or, with
-    ``test_fraction`` = n_test / n_train, over cross-validation folds: Nadeau & Bengio's
-    (2003) corrected resampled t, variance of the mean s^2 (1/k + n_test/n_train) with
-    k - 1 degrees of freedom (the folds share training data, so s^2/k is too small)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    k = len(values)
-    if k < 2:
-        return mean, mean, mean
-    factor = 1.0 / k + (test_fraction if test_fraction is not None else 0.0)
-    se = float(np.sqrt(factor * values.var(ddof=1)))
-    half = float(stats.t.ppf(0.5 + level / 2, k - 1) * se)
-    if not np.isfinite(half):
-        half = 0.0
-    return mean, mean - half, mean + half
+def _ci(values, test_fraction: float) -> tuple[float, float, float]:
+    ci = mean_ci(values, test_fraction=test_fraction)
+    return ci["mean"], ci["lo"], ci["hi"]
 
 
 def probe_model(model: BiEncoder, items: Sequence[ProbeItem], dataset, config: ProbeConfig,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -28,6 +27,7 @@ import pandas as pd
 import torch
 
 from irlens.artifacts import Artifact, Manifest, Store, check_compatible, make_manifest
+from irlens.cache import embedding_folder
 from irlens.data import Dataset
 from irlens.errors import IrlensError
 
@@ -229,7 +229,7 @@ def cache_activations(
               "sources": [{"name": d.name, "fingerprint": d.fingerprint,
                            "queries": _queries_fingerprint(d)}
                           for d in datasets]}
-    fingerprint = model.fingerprint  # hashes the weights: compute it once
+    fingerprint = model.fingerprint
     manifest = dataclasses.replace(
         make_manifest(KIND, config, hooks=[hook] if hook else []),
         model_id=model.model_id, model_fingerprint=fingerprint)
@@ -315,20 +315,9 @@ def _queries_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()
 
 
-def _embedding_file(model, data: Dataset, cache_dir: str | Path | None,
-                    fingerprint: str | None = None) -> Path:
-    """Where :func:`irlens.retrieval.encode_corpus` keeps this model's vectors of ``data``
-    (same key; a mismatch only means the cache is not reused)."""
-    key = "|".join(str(v) for v in (fingerprint or model.fingerprint, model.dtype,
-                                    model.max_length, data.fingerprint))
-    root = Path(cache_dir or os.environ.get("IRLENS_CACHE_DIR") or "~/.cache/irlens")
-    return (root.expanduser() / "embeddings" / hashlib.sha1(key.encode()).hexdigest()[:20]
-            / "embeddings.npy")
-
-
 def _cached_doc_vectors(model, data: Dataset, cache_dir, fingerprint: str
                         ) -> np.ndarray | None:
-    path = _embedding_file(model, data, cache_dir, fingerprint)
+    path = embedding_folder(model, data, cache_dir, fingerprint) / "embeddings.npy"
     if not path.is_file():
         return None
     vectors = np.load(path, mmap_mode="r")

@@ -8,17 +8,14 @@ sorts them by score, frequency or interpretability. All text is escaped by Jinja
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from irlens._io import atomic_path
 from irlens.errors import IrlensError
+from irlens.report import figure_png, png_base64, render
 from irlens.sae.dictionary import LatentDictionary
 
 __all__ = ["highlight", "render_browser", "save_browser"]
@@ -54,9 +51,7 @@ def _histogram_png(counts, top: float) -> str:
     ax.set_xlabel("activation", fontsize=7)
     ax.tick_params(labelsize=6)
     fig.tight_layout(pad=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode()
+    return png_base64(figure_png(fig, dpi=None, tight=False))
 
 
 def _num(value) -> float | None:
@@ -98,10 +93,9 @@ def render_browser(dictionary: LatentDictionary, *,
             "hist": _histogram_png(dictionary.histograms[pos], float(dictionary.hist_max[pos])),
         })
     sort_keys = ["latent", "frequency", *cards[0]["sort"].keys()]
-    env = Environment(loader=PackageLoader("irlens", "templates"),
-                      autoescape=select_autoescape(["html"]))
-    return env.get_template("sae.html").render(
-        title=title, cards=cards, sort_keys=sort_keys, n_dead=len(dictionary.dead),
+    return render(
+        "sae.html", title=title, cards=cards, sort_keys=sort_keys,
+        n_dead=len(dictionary.dead),
         width=len(dictionary.frequency), model=dictionary.manifest.model_id or "")
 
 

@@ -3,7 +3,7 @@
 >>> from irlens.study import load_spec, plan_study, run_study
 >>> spec = load_spec("study.yaml")                 # validated; errors name the line
 >>> plan_study(spec, "results/study").to_dict()    # jobs, done, work left
->>> run = run_study(spec, "results/study")         # resumes; ray="auto" for Ray workers
+>>> run = run_study(spec, "results/study")         # resumes; executor=WorkerPool(spec)
 >>> run.report                                     # results/study/report.html
 
 Sections (:data:`irlens.study.sections.SECTIONS`): ``evaluate``, ``faithfulness``,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from irlens.artifacts import Artifact, Manifest, _jsonable
+from irlens.artifacts import Artifact, Manifest, jsonable
 from irlens.errors import IrlensError
 
 __all__ = ["Context", "Job", "StudyResult", "make_job"]
@@ -39,7 +39,7 @@ class Job:
 
 def make_job(section: str, dataset: str, part: str, inputs: dict[str, Any], *,
              work: float = 1.0, local: bool = False, payload: dict | None = None) -> Job:
-    digest = hashlib.sha1(json.dumps(_jsonable(inputs), sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha1(json.dumps(jsonable(inputs), sort_keys=True).encode()).hexdigest()
     key = f"{section}-{dataset}-{part}-{digest[:12]}".replace("/", "_")
     return Job(key, section, dataset, part, inputs, work, local, payload or {})
 
@@ -84,7 +84,6 @@ class Context:
         self.cache: dict[Any, Any] = {}  # per-process memo (e.g. BM25 runs)
         self.results: dict[str, StudyResult] = {}
         self.planned: dict[tuple[str, str], list[Job]] = {}  # (section, dataset) -> jobs
-        self._fingerprint: str | None = None
 
     @property
     def model(self):
@@ -108,10 +107,8 @@ class Context:
 
     @property
     def fingerprint(self) -> str:
-        """The intact model's fingerprint (computed once)."""
-        if self._fingerprint is None:
-            self._fingerprint = self.model.fingerprint
-        return self._fingerprint
+        """The model's fingerprint (its weights are hashed once, by the model)."""
+        return self.model.fingerprint
 
     def manifest(self, job: Job) -> Manifest:
         from irlens.artifacts import make_manifest

@@ -8,7 +8,6 @@ library versions, model and data fingerprints and the wall time of each section'
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import time
@@ -17,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from irlens.artifacts import _jsonable, library_versions
+from irlens.artifacts import jsonable, library_versions
+from irlens.report import png_base64, render
 from irlens.study.jobs import Context
 from irlens.study.sections import SECTIONS, SectionReport
 
@@ -52,15 +52,12 @@ def _section_payload(name: str, report: SectionReport, config: dict[str, Any]
             "columns": report.columns, "n_labels": labels,
             "rows": [[_cell(c, r.get(c), i < labels) for i, c in enumerate(report.columns)]
                      for r in report.rows],
-            "plots": [(caption, base64.b64encode(png).decode()) for caption, png in
-                      report.plots],
+            "plots": [(caption, png_base64(png)) for caption, png in report.plots],
             "config": yaml.safe_dump({name: config}, sort_keys=False)}
 
 
 def write_report(ctx: Context, out: Path, run_seconds: float) -> Path:
     """Write ``out/report.html`` and ``out/report.json`` (atomically)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     from irlens._io import atomic_path
 
     spec = ctx.spec
@@ -88,14 +85,12 @@ def write_report(ctx: Context, out: Path, run_seconds: float) -> Path:
                "datasets": list(spec.datasets), "sections": sections, "versions": versions,
                "model_fingerprint": ctx.fingerprint, "data": data, "times": times,
                "run_seconds": run_seconds, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    env = Environment(loader=PackageLoader("irlens", "templates"),
-                      autoescape=select_autoescape(["html"]))
-    html = env.get_template("study.html").render(**context)
+    html = render("study.html", **context)
     out = Path(out)
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(html)
     summary = {"study": spec.to_dict(), "sections": payload, "versions": versions,
                "model_fingerprint": ctx.fingerprint, "data": data, "times": times}
     with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+        tmp.write_text(json.dumps(jsonable(summary), indent=2) + "\n")
     return out / "report.html"

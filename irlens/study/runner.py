@@ -1,8 +1,8 @@
 """Plan and run a study: sections in order, waves of jobs, each result saved as it lands.
 
 Finished jobs (their artefact folder under ``OUT/jobs/``) are loaded, never recomputed;
-the rest run in this process or, with ``ray=``, on Ray workers
-(:mod:`irlens.distributed`). Every result is written by this process only, through
+the rest run in this process or on the ``executor`` passed in (e.g. Ray workers,
+:class:`irlens.distributed.WorkerPool`). Every result is written by this process only, through
 :class:`irlens.artifacts.Store` (temporary name, then rename), so a crash loses at most
 the jobs in flight, and a Ray run resumes without Ray and the reverse.
 """
@@ -18,6 +18,7 @@ from typing import Any
 
 from irlens.artifacts import Store, make_manifest
 from irlens.errors import IrlensError
+from irlens.executors import StudyExecutor
 from irlens.study.config import StudySpec, load_spec
 from irlens.study.jobs import Context, Job, StudyResult
 from irlens.study.sections import SECTIONS
@@ -204,27 +205,24 @@ def plan_study(study: StudySpec | str | Path, out: str | Path, model=None) -> Pl
     return Plan(all_jobs, done, pending, seconds)
 
 
-def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None = None,
-              workers: int | None = None, model=None, progress: bool = True,
+def run_study(study: StudySpec | str | Path, out: str | Path, *,
+              executor: StudyExecutor | None = None, model=None, progress: bool = True,
               report: bool = True) -> StudyRun:
     """Run (or resume) a study into ``out`` and write ``out/report.html``.
 
-    ``ray``: ``"auto"`` or a cluster address; jobs then run on ``workers`` Ray actors
-    (one model each). ``model``: an already loaded retriever (must be the config's).
+    ``executor``: where the jobs run (:mod:`irlens.executors`; ``None``: in this process),
+    e.g. ``irlens.distributed.WorkerPool(spec, workers)`` for Ray actors (one model each);
+    cheap jobs always run here. ``model``: an already loaded retriever (must be the
+    config's).
     """
     from tqdm.auto import tqdm
 
     spec = _spec(study)
     check_model(spec)
-    if ray is not None:  # fail fast on an unreachable cluster, before any loading
-        from irlens.distributed import connect
-
-        connect(ray)
     started = time.perf_counter()
     out = Path(out)
     store = _store(out)
     lock = _lock(out)
-    pool = None
     ctx = Context(spec, model)
     computed: list[str] = []
     every: list[str] = []
@@ -242,14 +240,14 @@ def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None
         section = wave[0].section
         bar = tqdm(total=len(wave), initial=len(wave) - len(todo), desc=section,
                    unit="job", disable=not progress, file=sys.stderr)
-        remote = [j for j in todo if not j.local] if pool is not None else []
+        remote = [j for j in todo if not j.local] if executor is not None else []
         for job in todo:
             if job in remote:
                 continue
             save(job, SECTIONS[job.section].run(ctx, job))
             bar.update(1)
         if remote:
-            for job, result in pool.run(remote):
+            for job, result in executor.run(remote):
                 save(job, result)
                 bar.update(1)
         bar.close()
@@ -257,21 +255,13 @@ def run_study(study: StudySpec | str | Path, out: str | Path, *, ray: str | None
 
     page = None
     try:
-        try:
-            if spec.text:
-                from irlens._io import atomic_path
+        if spec.text:
+            from irlens._io import atomic_path
 
-                with atomic_path(out / "study.yaml") as tmp:
-                    tmp.write_text(spec.text)
-            if ray is not None:
-                from irlens.distributed import WorkerPool
-
-                pool = WorkerPool(spec, workers)
-            for _ in _waves(ctx, store, on_wave):
-                pass
-        finally:
-            if pool is not None:
-                pool.close()
+            with atomic_path(out / "study.yaml") as tmp:
+                tmp.write_text(spec.text)
+        for _ in _waves(ctx, store, on_wave):
+            pass
         if report:  # still under the lock: a second run cannot write the same report
             from irlens.study.report import write_report
 

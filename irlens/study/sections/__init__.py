@@ -15,12 +15,10 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import numpy as np
-
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult
 
-__all__ = ["SECTIONS", "Section", "SectionReport", "figure_png", "mean_ci", "register"]
+__all__ = ["SECTIONS", "Section", "SectionReport", "register"]
 
 
 @dataclasses.dataclass
@@ -76,21 +74,6 @@ class Section:
                            dataset=job.dataset, part=job.part, **fields)
 
 
-def mean_ci(values: Any, level: float = 0.95) -> dict[str, float]:
-    """Mean and Student-t confidence interval of ``values`` (NaNs dropped)."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if len(x) == 0:
-        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
-    mean = float(x.mean())
-    if len(x) < 2 or x.std() == 0:
-        return {"mean": mean, "lo": mean, "hi": mean, "n": int(len(x))}
-    lo, hi = stats.t.interval(level, len(x) - 1, loc=mean, scale=stats.sem(x))
-    return {"mean": mean, "lo": float(lo), "hi": float(hi), "n": int(len(x))}
-
-
 SECTIONS: dict[str, Section] = {}
 
 
@@ -111,15 +94,6 @@ def _register_builtins() -> None:
     for cls in (EvaluateSection, FaithfulnessSection, NeuronsSection, PruneSection,
                 ProbeSection, ActivationsSection):
         register(cls())
-
-
-def figure_png(fig) -> bytes:
-    """A matplotlib :class:`~matplotlib.figure.Figure` as PNG bytes."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
 
 
 _register_builtins()

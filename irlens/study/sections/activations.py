@@ -17,9 +17,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from irlens.report import figure_png
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
-from irlens.study.sections import Section, SectionReport, figure_png
+from irlens.study.sections import Section, SectionReport
 
 __all__ = ["ActivationsSection", "activation_config"]
 
@@ -111,7 +112,7 @@ class ActivationsSection(Section):
             "None within one model (irlens activations compares a base and a trained "
             "model); participation ratio and Gini of the per-unit counts show how "
             "concentrated each layer is.",
-            [("Active FFN units (keys) per example and layer", figure_png(fig))])
+            [("Active FFN units (keys) per example and layer", figure_png(fig, dpi=90))])
 
 
 def activation_config(seed: int, params: dict[str, Any]):

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from irlens.report import figure_png, mean_ci
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
-from irlens.study.sections import Section, SectionReport, figure_png, mean_ci
+from irlens.study.sections import Section, SectionReport
 
 __all__ = ["EvaluateSection"]
 
@@ -145,4 +146,5 @@ class EvaluateSection(Section):
                    + "; 95% CIs over queries are in the table.")
         return SectionReport(self.title, finding, ["dataset", "system", *metrics], rows,
                              "BM25 (Lucene, k1=0.9, b=0.4) on the same queries and corpus.",
-                             [(f"{metrics[0]} per dataset, model vs BM25", figure_png(fig))])
+                             [(f"{metrics[0]} per dataset, model vs BM25",
+                               figure_png(fig, dpi=90))])

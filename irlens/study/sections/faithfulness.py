@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from irlens.report import figure_png, mean_ci
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
-from irlens.study.sections import Section, SectionReport, figure_png, mean_ci
+from irlens.study.sections import Section, SectionReport
 
 __all__ = ["FaithfulnessSection"]
 
@@ -130,7 +131,7 @@ class FaithfulnessSection(Section):
             "Random token scores (method 'random'): a method is faithful where it beats it "
             "(comprehensiveness higher, sufficiency and log-odds lower).",
             [("Comprehensiveness (probability drop when the top tokens are deleted)",
-              figure_png(fig))])
+              figure_png(fig, dpi=90))])
 
 
 def study_options(ctx: Context | None, params: dict[str, Any], n_pairs: int) -> dict[str, Any]:

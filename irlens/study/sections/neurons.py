@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from irlens.report import figure_png, mean_ci
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
-from irlens.study.sections import Section, SectionReport, figure_png, mean_ci
+from irlens.study.sections import Section, SectionReport
 
 __all__ = ["NeuronsSection", "scores_table"]
 
@@ -161,7 +162,7 @@ class NeuronsSection(Section):
             ["dataset", "layer", "relevant", "nonrelevant", "contrast"], rows,
             "The non-relevant (BM25 negative) pair of each triplet, attributed the same way; "
             "contrast = relevant - non-relevant, paired per triplet.",
-            [("Summed FFN attribution per layer (mean over pairs)", figure_png(fig))])
+            [("Summed FFN attribution per layer (mean over pairs)", figure_png(fig, dpi=90))])
 
 
 def study_config(ctx: Context, params: dict[str, Any]):

@@ -15,9 +15,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from irlens.report import figure_png
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
-from irlens.study.sections import Section, SectionReport, figure_png
+from irlens.study.sections import Section, SectionReport
 
 __all__ = ["ProbeSection", "probe_config"]
 
@@ -111,7 +112,8 @@ class ProbeSection(Section):
              "chance"], rows,
             "The same probe trained on control labels (shuffled within each query); "
             "selectivity = accuracy - control.",
-            [("Probe accuracy per layer (95% CI over folds in the table)", figure_png(fig))])
+            [("Probe accuracy per layer (95% CI over folds in the table)",
+              figure_png(fig, dpi=90))])
 
 
 def probe_config(seed: int, batch_size: int, params: dict[str, Any]):

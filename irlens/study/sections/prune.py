@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from irlens.report import figure_png, mean_ci
 from irlens.study.config import Field
 from irlens.study.jobs import Context, Job, StudyResult, make_job
-from irlens.study.sections import Section, SectionReport, figure_png, mean_ci
+from irlens.study.sections import Section, SectionReport
 from irlens.study.sections.neurons import scores_table
 
 __all__ = ["PruneSection"]
@@ -155,7 +156,7 @@ class PruneSection(Section):
             self.title, finding[0].upper() + finding[1:] + ".", cols, rows,
             f"{params['seeds']} random selections of as many units (95% CI over seeds).",
             [(f"{metric} intact, with the top units pruned, and with random units pruned",
-              figure_png(fig))])
+              figure_png(fig, dpi=90))])
 
 
 def pruning_config(ctx: Context, params: dict[str, Any]):
