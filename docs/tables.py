@@ -27,7 +27,6 @@ import json
 import re
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,14 +36,6 @@ STATIC = "<!-- static table -->"
 MARKED = re.compile(r"^<!-- table: (?P<names>[\w-]+(?: \+ [\w-]+)*) -->\n(?P<body>.*?)"
                     r"^<!-- /table -->$", re.S | re.M)
 SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+\s*$")
-
-
-@dataclass
-class Drift:
-    """A table whose text differs from its results files."""
-
-    page: str
-    names: str
 
 
 def pages(root: Path = ROOT) -> list[Path]:
@@ -93,7 +84,7 @@ def render(names: str, root: Path = ROOT) -> str:
     """The generated text between the markers of ``names`` (``A`` or ``A + B``)."""
     results = [load_results(name, root) for name in names.split(" + ")]
     columns = results[0]["columns"]
-    for name, data in zip(names.split(" + "), results):
+    for name, data in zip(names.split(" + "), results, strict=True):
         if data["columns"] != columns:
             raise ValueError(f"docs/results/{name}.json: its columns differ from "
                              f"{names.split(' + ')[0]}'s; a joined table needs the same ones")
@@ -136,10 +127,15 @@ def unmarked_tables(text: str) -> list[int]:
 
 
 def command_problems(root: Path = ROOT) -> tuple[list[str], list[str]]:
-    """Results files whose command is not in the repository: (errors, pending)."""
+    """Results files that are malformed or whose command is not in the repository:
+    (errors, pending)."""
     errors, pending = [], []
     for path in sorted((root / "docs" / "results").glob("*.json")):
-        data = load_results(path.stem, root)
+        try:
+            data = load_results(path.stem, root)
+        except ValueError as err:
+            errors.append(str(err))
+            continue
         script = shlex.split(data["command"])[0]
         if not (root / script).is_file():
             problem = f"docs/results/{path.name}: its command {script} is not in the repository"
