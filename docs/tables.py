@@ -18,6 +18,7 @@ with cells exactly as they print (strings or numbers) and an optional ``"align"`
 
     python docs/tables.py            # rewrite every marked table
     python docs/tables.py --check    # exit 1 naming drifted tables and other problems
+    python docs/tables.py --list     # every generated table, its script and run time
 """
 
 from __future__ import annotations
@@ -143,6 +144,16 @@ def command_problems(root: Path = ROOT) -> tuple[list[str], list[str]]:
     return errors, pending
 
 
+def inventory(root: Path = ROOT) -> list[tuple[str, str, dict]]:
+    """(page, table name, results file) for every results file of every marked table."""
+    found = []
+    for page in pages(root):
+        for match in MARKED.finditer(page.read_text()):
+            for name in match["names"].split(" + "):
+                found.append((str(page.relative_to(root)), name, load_results(name, root)))
+    return found
+
+
 def check(root: Path = ROOT) -> list[str]:
     """Every problem, one line each: drifted or unmarked tables, missing commands."""
     problems = []
@@ -167,8 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 naming every table that drifted")
     parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    parser.add_argument("--list", action="store_true",
+                        help="print every generated table: page, name, script, run time")
     args = parser.parse_args(argv)
     root = args.root.resolve()
+    if args.list:
+        for page, names, data in inventory(root):
+            state = PENDING if PENDING in data["notes"] else "current"
+            print(f"{page}\t{names}\t{data['command']}\t{data['runtime']}\t{state}")
+        return 0
     if args.check:
         problems = check(root)
         for line in command_problems(root)[1]:
