@@ -59,3 +59,26 @@ def test_a_results_file_of_another_model_is_refused(tmp_path, monkeypatch):
         assert "holds default on scifact" in str(exit_)
     else:
         raise AssertionError("a file of another model was read as BM25's")
+
+
+def test_a_partial_rerun_keeps_the_old_rows_and_says_which(tmp_path, monkeypatch):
+    convert = _convert()
+    results, out = tmp_path / "results", tmp_path / "out"
+    results.mkdir()
+    out.mkdir()
+    old = [["scifact", "BM25", "0.1111", ""], ["nfcorpus", "BM25", "0.2222", ""]]
+    (results / "retrieval.json").write_text(json.dumps(
+        {"title": "t", "command": "c", "runtime": "r", "columns": ["a", "b", "c", "d"],
+         "rows": old, "notes": ""}))
+    (out / "bm25-scifact.json").write_text(json.dumps(
+        {"model": "bm25", "dataset": "scifact", "split": "test", "n_docs": 3,
+         "aggregate": {"nDCG@10": 0.67619}}))
+    monkeypatch.setattr(convert, "RESULTS", results)
+    monkeypatch.setattr(convert, "RETRIEVAL", [("scifact", "BM25", "bm25", ""),
+                                               ("nfcorpus", "BM25", "bm25", "")])
+    convert.retrieval(out, partial=True)
+    written = json.loads((results / "retrieval.json").read_text())
+    assert written["rows"] == [["scifact", "BM25", "0.6762", ""], old[1]]
+    assert written["notes"] == ("Rows not rerun in the last run, kept from the run before: "
+                                "bm25 on nfcorpus.")
+    assert written["title"] == "t" and written["command"] == "c"

@@ -1,6 +1,7 @@
 """Turn the outputs of the reproduce scripts into docs/results/<table>.json.
 
     python docs/reproduce/convert.py retrieval OUT      # irlens evaluate --json files
+    python docs/reproduce/convert.py retrieval OUT --partial   # keep rows not rerun
     python docs/reproduce/convert.py finetuned OUT      # irlens train bi-encoder's JSON
     python docs/reproduce/convert.py faithfulness OUT   # irlens faithfulness --json files
     python docs/reproduce/convert.py study OUT          # irlens study's report.json
@@ -54,10 +55,14 @@ RETRIEVAL = [
 ]
 
 
-def retrieval_rows(out: Path) -> list[list[str]]:
-    """The README retrieval rows from ``OUT/<model>-<dataset>.json`` (evaluate --json)."""
+def retrieval_rows(out: Path, old: list[list[str]] | None = None) -> list[list[str]]:
+    """The README retrieval rows from ``OUT/<model>-<dataset>.json`` (evaluate --json);
+    with ``old`` (the current rows), a missing output keeps its old row."""
     rows = []
-    for dataset, label, model, reference in RETRIEVAL:
+    for i, (dataset, label, model, reference) in enumerate(RETRIEVAL):
+        if old is not None and not (out / f"{model}-{dataset}.json").is_file():
+            rows.append(old[i])
+            continue
         found = read(out / f"{model}-{dataset}.json")
         if found["dataset"] != dataset or found["model"] != model or found["split"] != "test":
             raise SystemExit(f"error: {out}/{model}-{dataset}.json holds {found['model']} on "
@@ -69,9 +74,18 @@ def retrieval_rows(out: Path) -> list[list[str]]:
     return rows
 
 
-def retrieval(out: Path) -> None:
-    write("retrieval", ["data (test split)", "retriever", "nDCG@10", "reference"],
-          retrieval_rows(out))
+def retrieval(out: Path, partial: bool = False) -> None:
+    """``partial``: keep the current row of each run not finished under ``out`` (and say
+    which in the notes)."""
+    current = json.loads((RESULTS / "retrieval.json").read_text())["rows"] if partial else None
+    rows = retrieval_rows(out, current)
+    kept = [f"{m} on {d}" for d, _, m, _ in RETRIEVAL if not (out / f"{m}-{d}.json").is_file()]
+    fields = {}
+    if partial:
+        fields["notes"] = ("Rows not rerun in the last run, kept from the run before: "
+                           + ", ".join(kept) + "." if kept else "")
+    write("retrieval", ["data (test split)", "retriever", "nDCG@10", "reference"], rows,
+          **fields)
 
 
 def finetuned(out: Path) -> None:
@@ -148,10 +162,16 @@ CONVERTERS = {"retrieval": retrieval, "finetuned": finetuned, "faithfulness": fa
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in CONVERTERS:
-        print(f"usage: convert.py {{{','.join(CONVERTERS)}}} OUT", file=sys.stderr)
+    partial = "--partial" in argv
+    argv = [a for a in argv if a != "--partial"]
+    if len(argv) != 2 or argv[0] not in CONVERTERS or (partial and argv[0] != "retrieval"):
+        print(f"usage: convert.py {{{','.join(CONVERTERS)}}} OUT  (retrieval: [--partial])",
+              file=sys.stderr)
         return 2
-    CONVERTERS[argv[0]](Path(argv[1]))
+    if partial:
+        retrieval(Path(argv[1]), partial=True)
+    else:
+        CONVERTERS[argv[0]](Path(argv[1]))
     return 0
 
 
