@@ -151,8 +151,8 @@ def study(out: Path) -> None:
                                  "sufficiency", "log-odds"], rows)
     rows = []
     for r in sections["prune"]["rows"]:
-        rows.append([r["dataset"], f"{r['p']:g}%", r["units"], _mean(r["intact"], 4),
-                     _mean(r["pruned"], 4), _ci(r["random"])])
+        rows.append([r["dataset"], f"{r['p']:g}%", r["units"], _mean(r["nDCG@10 intact"], 4),
+                     _mean(r["nDCG@10 top-p"], 4), _ci(r["nDCG@10 random"])])
     write("study_prune", ["dataset", "pruned", "units", "nDCG@10 intact", "top 1% pruned",
                           "random 1% (3 seeds, 95% CI)"], rows)
 
