@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README "Retrieval, measured on this CPU": the default model and BM25 on the full test
 # splits of scifact, nfcorpus and the msmarco-dl19 pool. Writes docs/results/retrieval.json.
-# About 15 min on 2 CPU cores, nearly all of it encoding the corpora once (the embedding
+# About 20 min on 2 CPU cores, nearly all of it encoding the corpora once (the embedding
 # cache makes a rerun take about 2 min).
 set -euo pipefail
 cd "$(dirname "$0")/../.."                 # the repository root
