@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."                 # the repository root
 DATA=${IRLENS_DATA:-../shared/data}        # BEIR folders (never copied into the repository)
-export IRLENS_DATA=$DATA
+# this benchmark reads scifact from ../shared/data beside the repository (not $IRLENS_DATA)
 OMP_NUM_THREADS=2 python benchmarks/editing.py --docs 100 --edits 3 --rounds 3 --sections covariance,editors  # about 30 min
 OMP_NUM_THREADS=2 python benchmarks/editing.py --docs 100 --edits 3 --rounds 3 --sections measure            # about 5 min, on its own
 # the quiet-machine column (session 4) is the covariance section with --layer 2

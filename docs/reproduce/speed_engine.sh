@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."                 # the repository root
 DATA=${IRLENS_DATA:-../shared/data}        # BEIR folders (never copied into the repository)
-export IRLENS_DATA=$DATA
+# this benchmark reads scifact from ../shared/data beside the repository (not $IRLENS_DATA)
 python benchmarks/engine.py --rounds 3 --threads 1 --budget 128MB             # about 15 min
 # the cross-encoder IG and NIG rows were re-run with the final code:
 python benchmarks/attribution.py --sections cross-ig --rounds 3 --budget 128MB --threads 1 --quick   # about 5 min

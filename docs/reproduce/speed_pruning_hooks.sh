@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."                 # the repository root
 DATA=${IRLENS_DATA:-../shared/data}        # BEIR folders (never copied into the repository)
-export IRLENS_DATA=$DATA
+# this benchmark reads scifact from ../shared/data beside the repository (not $IRLENS_DATA)
 python benchmarks/studies.py --queries 30 --depth 20 --p 1 --repeats 3 --threads 1
