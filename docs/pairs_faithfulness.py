@@ -21,6 +21,7 @@ and, with ``--old``, compares the first pairs with an earlier run's rows.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import pandas as pd
 
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 
-DATA = Path("/work/shared/data")
+DATA = Path(os.environ.get("IRLENS_DATA", "../shared/data"))  # BEIR folders
 CHOICES = ("pairs", "ig", "random")
 
 

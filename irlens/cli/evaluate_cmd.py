@@ -76,6 +76,9 @@ def evaluate_command(
     ),
     run_file: Path = typer.Option(None, help="Write the ranking here (TREC run format)."),
     per_query: bool = typer.Option(False, help="Include each query's metric values."),
+    json_out: bool = typer.Option(  # JSON is evaluate's only output; accepted like elsewhere
+        False, "--json", help="Print the metrics as JSON on stdout (evaluate always does)."
+    ),
     ray: str = ray_option(),
     workers: int = workers_option(),
 ) -> None:
