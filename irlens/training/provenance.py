@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["PROVENANCE_FILE", "dataset_files", "file_sha1", "leak_warning",
-           "read_provenance", "training_files"]
+           "read_provenance", "training_files", "warn_if_trained_on"]
 
 PROVENANCE_FILE = "irlens_training_data.json"
 _HASHES: dict[tuple[str, int, int], str] = {}
@@ -76,3 +76,21 @@ def leak_warning(model_dir: str | Path | None, data: str | Path, split: str) -> 
         return None
     return (f"warning: {Path(model_dir).name} was trained on {', '.join(hits)} of {data} "
             f"({split}); this evaluation is not held out")
+
+
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def warn_if_trained_on(model: str | Path | None, data: str | Path, split: str) -> str | None:
+    """Print :func:`leak_warning`'s line on stderr (once per model, data and split) when
+    ``model`` (a local folder) was trained on ``data``'s ``split``; return it."""
+    import sys
+
+    if model is None or not Path(model).is_dir():
+        return None
+    line = leak_warning(model, data, split)
+    key = (str(Path(model).resolve()), str(Path(data).resolve()), split)
+    if line is not None and key not in _WARNED:
+        _WARNED.add(key)
+        print(line, file=sys.stderr)
+    return line
