@@ -1,0 +1,25 @@
+#!/bin/bash
+# Relevance-neuron pruning on the clean cross-encoder (docs/reproduce/cross_encoder.sh makes
+# it): NIG on 40 dl19 triplets (grade >= 2, 25 ordered kept, 21 points, 128 tokens, FFN
+# units after the activation), top p% pruned vs 5 random draws; BM25 top 20 re-scored at
+# 128 tokens; dl19 43 queries, scifact the first 30, nfcorpus the first 50.
+# Run from the repository root. Expected run time on the 2 (shared) CPU cores: about 60 min.
+set -euo pipefail
+DATA=${IRLENS_DATA:-../shared/data}
+RESULTS=${RESULTS:-results/reproduce}
+MODELS=${MODELS:-models}
+N=$RESULTS/ce-clean-neurons
+# ~15 min
+irlens neurons --model "$MODELS/ce-clean" --data "$DATA/msmarco-dl19" --min-relevance 2 \
+    --triplets 40 --max-length 128 --out "$N"
+# ~10 min each
+irlens prune --neurons "$N" --data "$DATA/scifact" --p 1 --seeds 5 --layer-p 0 --depth 20 \
+    --max-length 128 --max-queries 30 --out "$RESULTS/prune-ce-scifact"
+irlens prune --neurons "$N" --data "$DATA/nfcorpus" --p 1 --seeds 5 --layer-p 0 --depth 20 \
+    --max-length 128 --max-queries 50 --out "$RESULTS/prune-ce-nfcorpus"
+# ~25 min
+irlens prune --neurons "$N" --data "$DATA/msmarco-dl19" --p 0.1,0.5,1,2,5 --seeds 5 \
+    --layer-p 0 --depth 20 --max-length 128 --out "$RESULTS/prune-ce-dl19"
+python docs/reproduce/pruning_table.py docs/results/pruning_ce.json \
+    "nDCG@10 of each query's BM25 top 20 re-scored (documents cut to 128 tokens); drop = intact minus pruned; random = mean ± sd over 5 seeds; excess = relevance drop minus mean random drop, 95% t interval over the seeds. scifact and nfcorpus are collections the units were not chosen on; the dl19 rows share queries with the 40 NIG triplets (see docs/studies-cli.md)." \
+    "$RESULTS/prune-ce-dl19" "$RESULTS/prune-ce-scifact" "$RESULTS/prune-ce-nfcorpus"
