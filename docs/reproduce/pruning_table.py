@@ -1,6 +1,6 @@
 """Write docs/results/pruning_ce.json from `irlens prune` output folders (summary.json).
 
-python docs/reproduce/pruning_table.py OUT.json NOTES FOLDER..."""
+python docs/reproduce/pruning_table.py OUT.json NOTES LABEL=FOLDER..."""
 
 import json
 import sys
@@ -9,13 +9,16 @@ from pathlib import Path
 M = "nDCG@10"
 
 
-def main(out: str, notes: str, *folders: str) -> None:
+def main(out: str, notes: str, *runs: str) -> None:
     rows = []
-    for folder in folders:
-        for r in json.loads((Path(folder) / "summary.json").read_text())["summary"]:
+    for run in runs:
+        label, folder = run.split("=", 1)
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+        n_queries = summary["parameters"][0]["n_queries"]
+        for r in summary["summary"]:
             if r["experiment"] != "curve":
                 continue
-            rows.append([r["dataset"], f"{r['p']:g}", r["n_units"], f"{r[M + ' intact']:.4f}",
+            rows.append([label, n_queries, f"{r['p']:g}", r["n_units"], f"{r[M + ' intact']:.4f}",
                          f"{r[M + ' relevance']:.4f}",
                          f"{r[M + ' random']:.4f} ± {r[M + ' random std']:.4f}",
                          f"{r[M + ' drop relevance']:+.4f} / {r[M + ' drop random']:+.4f}",
@@ -25,7 +28,7 @@ def main(out: str, notes: str, *folders: str) -> None:
                         "FFN units by NIG vs 5 random draws",
                "command": "docs/reproduce/pruning_ce.sh",
                "runtime": "about 60 min on 2 CPU cores",
-               "columns": ["data", "p (%)", "units", "intact", "relevance pruned",
+               "columns": ["data", "queries", "p (%)", "units", "intact", "relevance pruned",
                            "random pruned (mean ± sd)", "drop rel / rand",
                            "excess [95% CI]"],
                "rows": rows, "notes": notes}
