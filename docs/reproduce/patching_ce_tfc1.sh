@@ -7,6 +7,7 @@ set -euo pipefail
 DATA=${IRLENS_DATA:-../shared/data}
 RESULTS=${RESULTS:-results/reproduce}
 MODELS=${MODELS:-models}
+CE=${CE:-$MODELS/ce-clean}  # the model docs/reproduce/cross_encoder.sh writes
 patch() {  # OUT, then irlens patch options; the JSON summary goes to OUT/summary.json
     local out=$RESULTS/$1; shift
     mkdir -p "$out"
@@ -14,11 +15,11 @@ patch() {  # OUT, then irlens patch options; the JSON summary goes to OUT/summar
     mv "$out/summary.json.part" "$out/summary.json"
 }
 # ~25 min: 50 pairs of 19 queries; held-out pairs from the other 24
-patch patch-ce-dl19-tfc1 --model "$MODELS/ce-clean" --data "$DATA/msmarco-dl19" \
+patch patch-ce-dl19-tfc1 --model "$CE" --data "$DATA/msmarco-dl19" \
     --min-relevance 2 --axiom tfc1 --pairs 50 --resid roles --max-doc-words 30 \
     --ablate-top 3 --ablate-pairs 50
 # ~25 min
-patch patch-ce-scifact-tfc1 --model "$MODELS/ce-clean" --data "$DATA/scifact" --axiom tfc1 \
+patch patch-ce-scifact-tfc1 --model "$CE" --data "$DATA/scifact" --axiom tfc1 \
     --pairs 50 --resid roles --max-doc-words 30 --ablate-top 3 --ablate-pairs 50
 python docs/reproduce/ablate_table.py docs/results/patching_ce_tfc1.json \
     "TFC1: ablating the top 3 components of the clean cross-encoder vs 3 random sets (held-out queries)" \

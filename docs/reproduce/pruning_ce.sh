@@ -8,9 +8,10 @@ set -euo pipefail
 DATA=${IRLENS_DATA:-../shared/data}
 RESULTS=${RESULTS:-results/reproduce}
 MODELS=${MODELS:-models}
+CE=${CE:-$MODELS/ce-clean}  # the model docs/reproduce/cross_encoder.sh writes
 N=$RESULTS/ce-clean-neurons
 # ~15 min
-irlens neurons --model "$MODELS/ce-clean" --data "$DATA/msmarco-dl19" --min-relevance 2 \
+irlens neurons --model "$CE" --data "$DATA/msmarco-dl19" --min-relevance 2 \
     --triplets 40 --max-length 128 --out "$N"
 # ~10 min each
 irlens prune --neurons "$N" --data "$DATA/scifact" --p 1 --seeds 5 --layer-p 0 --depth 20 \
