@@ -21,7 +21,7 @@ def _evaluate(model, data):
                                     "--device", "cpu", "--metrics", "nDCG@10", "--k", "5"])
 
 
-def test_evaluating_on_training_data_warns_in_one_line(tiny_root, tmp_path):
+def test_evaluating_on_training_data_warns_in_one_line(tiny_root, tmp_path, capsys):
     train = write_train_beir(tmp_path / "train")
     other = write_beir(tmp_path / "other")
     out = tmp_path / "ce"
@@ -46,3 +46,15 @@ def test_evaluating_on_training_data_warns_in_one_line(tiny_root, tmp_path):
     assert leak_warning(out, other, "test") is None
     assert "qrels:train" in leak_warning(out, train, "train")
     assert leak_warning(tiny_model_dir(tiny_root, "bert", "bi"), train, "test") is None
+    # a study's datasets get the same one-line warning, once
+    from irlens.study import parse_spec
+    from irlens.study.jobs import Context
+
+    capsys.readouterr()
+    spec = parse_spec(f"name: t\nmodel: {out}\ndevice: cpu\ndatasets:\n  a:\n"
+                      f"    path: {train}\n  b:\n    path: {other}\n"
+                      "sections:\n  evaluate:\n    metrics: [nDCG@10]\n")
+    context = Context(spec)
+    context.dataset("a"), context.dataset("a"), context.dataset("b")
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "not held out" in err

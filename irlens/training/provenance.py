@@ -78,19 +78,14 @@ def leak_warning(model_dir: str | Path | None, data: str | Path, split: str) -> 
             f"({split}); this evaluation is not held out")
 
 
-_WARNED: set[tuple[str, str, str]] = set()
-
-
 def warn_if_trained_on(model: str | Path | None, data: str | Path, split: str) -> str | None:
-    """Print :func:`leak_warning`'s line on stderr (once per model, data and split) when
-    ``model`` (a local folder) was trained on ``data``'s ``split``; return it."""
+    """Print :func:`leak_warning`'s line on stderr when ``model`` (a local folder) was
+    trained on ``data``'s ``split``; return it."""
     import sys
 
     if model is None or not Path(model).is_dir():
         return None
     line = leak_warning(model, data, split)
-    key = (str(Path(model).resolve()), str(Path(data).resolve()), split)
-    if line is not None and key not in _WARNED:
-        _WARNED.add(key)
+    if line is not None:
         print(line, file=sys.stderr)
     return line
