@@ -24,7 +24,7 @@ patch patch-ce-scifact-tfc1 --model "$CE" --data "$DATA/scifact" --axiom tfc1 \
 python docs/reproduce/ablate_table.py docs/results/patching_ce_tfc1.json \
     "TFC1: ablating the top 3 components of the clean cross-encoder vs 3 random sets (held-out queries)" \
     docs/reproduce/patching_ce_tfc1.sh "about 60 min on 2 CPU cores" \
-    "Top 3 by mean denoising effect over the patched pairs; held-out pairs are sampled (seed 1) only from queries with no patched pair; mean clean - corrupted is a logit; nDCG@10 reranks each held-out query's BM25 top 20." \
+    "Model: $(basename "$CE"). Top 3 by mean denoising effect over the patched pairs; held-out pairs are sampled (seed 1) only from queries with no patched pair; mean clean - corrupted is a logit; nDCG@10 reranks each held-out query's BM25 top 20." \
     "dl19=$RESULTS/patch-ce-dl19-tfc1" "scifact=$RESULTS/patch-ce-scifact-tfc1"
 python docs/pairs_patch_tables.py "$RESULTS/patch-ce-dl19-tfc1" > "$RESULTS/patch-ce-dl19-tfc1/tables.md"
 python docs/pairs_patch_tables.py "$RESULTS/patch-ce-scifact-tfc1" > "$RESULTS/patch-ce-scifact-tfc1/tables.md"

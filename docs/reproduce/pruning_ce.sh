@@ -27,6 +27,6 @@ irlens prune --neurons "$N" --data "$DATA/msmarco-dl19" --p 1 --seeds 5 --layer-
 irlens prune --neurons "$N" --data "$DATA/msmarco-dl19" --p 1 --seeds 5 \
     --layer-p 0 --depth 20 --max-length 128 --out "$RESULTS/prune-ce-dl19"
 python docs/reproduce/pruning_table.py docs/results/pruning_ce.json \
-    "nDCG@10 of each query's BM25 top 20 re-scored (documents cut to 128 tokens); drop = intact minus pruned; random = mean ± sd over 5 seeds; excess = relevance drop minus mean random drop, 95% t interval over the seeds. scifact and nfcorpus are collections the units were not chosen on; 'msmarco-dl19 (all)' rows share queries with the 40 NIG triplets; 'msmarco-dl19 (held out)' leaves those queries out (--held-out)." \
+    "Model: $(basename "$CE"). nDCG@10 of each query's BM25 top 20 re-scored (documents cut to 128 tokens); drop = intact minus pruned; random = mean ± sd over 5 seeds; excess = relevance drop minus mean random drop, 95% t interval over the seeds. scifact and nfcorpus are collections the units were not chosen on; 'msmarco-dl19 (all)' rows share queries with the 40 NIG triplets; 'msmarco-dl19 (held out)' leaves those queries out (--held-out)." \
     "msmarco-dl19 (held out)=$RESULTS/prune-ce-dl19-heldout" "scifact=$RESULTS/prune-ce-scifact" \
     "nfcorpus=$RESULTS/prune-ce-nfcorpus" "msmarco-dl19 (all)=$RESULTS/prune-ce-dl19"
