@@ -26,7 +26,8 @@ def main(results: str, out: str) -> None:
         "title": "Clean cross-encoder on msmarco-dl19: BM25 top 100 reranked "
                  f"({train['n_queries']} queries)",
         "command": "docs/reproduce/cross_encoder.sh",
-        "runtime": "about 90 min on 2 CPU cores shared with other jobs (training 77 min at load 20-34)",
+        "runtime": "about 90 min on 2 CPU cores shared with other jobs "
+                   "(training 77 min at load 20-34)",
         "columns": ["system", "nDCG@10", "RR@10"],
         "rows": rows,
         "notes": "Trained on the 1,000 MS MARCO training triples only (negatives from their "
