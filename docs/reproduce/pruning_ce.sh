@@ -3,8 +3,8 @@
 # it): NIG on 40 dl19 triplets (grade >= 2, 25 ordered kept, 21 points, 128 tokens, FFN
 # units after the activation), top p% pruned vs 5 random draws; BM25 top 20 re-scored at
 # 128 tokens; dl19 43 queries, scifact the first 30, nfcorpus the first 50.
-# Run from the repository root. Expected run time on the 2 (shared, load ~30) CPU cores:
-# about 60 min.
+# Run from the repository root. Expected run time on the 2 shared CPU cores: about 25 min
+# at load ~20, 60 min at load 30.
 set -euo pipefail
 DATA=${IRLENS_DATA:-../shared/data}
 RESULTS=${RESULTS:-results/reproduce}

@@ -27,7 +27,7 @@ def main(out: str, notes: str, *runs: str) -> None:
     payload = {"title": "Relevance-neuron pruning, clean cross-encoder (seed 000): top p% of "
                         "FFN units by NIG vs 5 random draws",
                "command": "docs/reproduce/pruning_ce.sh",
-               "runtime": "about 60 min on 2 CPU cores",
+               "runtime": "about 25 min on 2 CPU cores at load ~20 (60 at load 30)",
                "columns": ["data", "queries", "p (%)", "units", "intact", "relevance pruned",
                            "random pruned (mean ± sd)", "drop rel / rand",
                            "excess [95% CI]"],
