@@ -1,6 +1,6 @@
 #!/bin/bash
 # Relevance-neuron pruning on the clean cross-encoder (docs/reproduce/cross_encoder.sh makes
-# it): NIG on 40 dl19 triplets (grade >= 2, 25 ordered kept, 21 points, 128 tokens, FFN
+# it): NIG on 40 dl19 triplets (grade >= 2, correctly ordered kept, 21 points, 128 tokens, FFN
 # units after the activation), top p% pruned vs 5 random draws; BM25 top 20 re-scored at
 # 128 tokens; dl19 43 queries, scifact the first 30, nfcorpus the first 50.
 # Run from the repository root. Expected run time on the 2 shared CPU cores: about 25 min
