@@ -89,14 +89,26 @@ class Dataset:
     source: str = field(default="", compare=False)
 
     @cached_property
-    def fingerprint(self) -> str:
-        """Stable sha1 of the corpus ids and contents (keys embedding caches)."""
+    def corpus_fingerprint(self) -> str:
+        """Stable sha1 of the corpus ids and contents (keys document-embedding caches)."""
         digest = hashlib.sha1()
         for doc_id, doc in self.corpus.items():
             digest.update(doc_id.encode())
             digest.update(b"\x1f")
             digest.update(doc.contents.encode())
             digest.update(b"\x1e")
+        return digest.hexdigest()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Stable sha1 of the corpus, the queries and the judgements (keys results and
+        resumes: a changed query or grade is other data)."""
+        digest = hashlib.sha1(self.corpus_fingerprint.encode())
+        for qid, text in self.queries.items():
+            digest.update(f"\x1dq{qid}\x1f{text}".encode())
+        for qid in sorted(self.qrels):
+            for doc_id, grade in sorted(self.qrels[qid].items()):
+                digest.update(f"\x1dj{qid}\x1f{doc_id}\x1f{grade}".encode())
         return digest.hexdigest()
 
     @property

@@ -148,7 +148,7 @@ def encode_corpus(
         "dtype": str(model.dtype),
         "max_length": model.max_length,
         "dataset": dataset.name,
-        "dataset_fingerprint": dataset.fingerprint,
+        "dataset_fingerprint": dataset.corpus_fingerprint,
         "n_docs": len(dataset.corpus),
     }
     folder = embedding_folder(model, dataset, cache_dir, manifest["model_fingerprint"])

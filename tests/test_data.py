@@ -71,6 +71,24 @@ def test_fingerprint_is_stable_and_follows_the_corpus(beir):
     assert load_dataset(beir).fingerprint != first
 
 
+
+def test_fingerprint_follows_queries_and_judgements(beir):
+    """Resume compares data fingerprints: a changed query or grade is other data, while
+    the document-embedding cache key (the corpus alone) stays."""
+    first = load_dataset(beir)
+    queries, qrels = beir / "queries.jsonl", beir / "qrels" / "test.tsv"
+    queries.write_text(queries.read_text().replace("salmon", "trout"))
+    changed = load_dataset(beir)
+    assert changed.fingerprint != first.fingerprint
+    assert changed.corpus_fingerprint == first.corpus_fingerprint
+    lines = qrels.read_text().splitlines()
+    last = lines[-1].split("\t")
+    lines[-1] = "\t".join([*last[:2], str(int(last[2]) + 1)])
+    qrels.write_text("\n".join(lines) + "\n")
+    regraded = load_dataset(beir)
+    assert regraded.fingerprint not in {first.fingerprint, changed.fingerprint}
+    assert regraded.corpus_fingerprint == first.corpus_fingerprint
+
 @pytest.mark.real
 def test_real_collections_match_their_published_counts(data_dir):
     scifact = load_dataset(data_dir / "scifact")

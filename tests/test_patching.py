@@ -178,16 +178,23 @@ def test_patch_cli_writes_heatmaps_and_rejects_unknown_axioms(tiny_root, beir, t
 
     folder = tiny_model_dir(tiny_root, kind="cross")
     res = CliRunner().invoke(app, ["patch", "--model", str(folder), "--data", str(beir),
-                                   "--axiom", "tfc1", "--pairs", "3", "--min-delta", "0",
+                                   "--axiom", "tfc1", "--pairs", "2", "--min-delta", "0",
                                    "--out", str(tmp_path / "o"), "--json", "--resid", "roles",
                                    "--ablate-top", "2", "--ablate-pairs", "3"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["pairs"] == 3
+    assert json.loads(res.stdout)["pairs"] == 2
     assert (tmp_path / "o" / "heatmap-denoise.png").stat().st_size > 1000
     table = json.loads(res.stdout)["ablate_top"]
     assert [r["condition"] for r in table] == ["none", "top-2", "random-0", "random-1",
                                                "random-2"]
     assert all(0 <= r["axiom_holds"] <= 1 and 0 <= r["nDCG@10"] <= 1 for r in table)
+    # held-out pairs come from queries that did not choose the components
+    from irlens.data import load_dataset
+    from irlens.patching.study import study_pairs
+
+    chosen = {q for q, _, _ in study_pairs(load_dataset(beir), "tfc1", 2)[0]}
+    held = {q for r in table for q in r["held_out_queries"].split(";")}
+    assert held and not held & chosen
     bad = CliRunner().invoke(app, ["patch", "--model", str(folder), "--data", str(beir),
                                    "--axiom", "tfc9", "--out", str(tmp_path / "p")])
     assert bad.exit_code == 2 and "unknown axiom" in bad.stderr

@@ -346,3 +346,24 @@ def test_real_model_pruning_on_a_scifact_subset(default_model, data_dir, tmp_pat
                       max_length=64, max_queries=5), progress=False)
     values = result.rows.set_index("selection")["nDCG@10"]
     assert 0 < values["intact"] <= 1 and np.isfinite(values["relevance"])
+
+
+def test_held_out_pruning_leaves_out_the_triplets_queries(tiny_root, beir, bi_study, tmp_path):
+    """--held-out: the units were chosen on the triplets' queries, so those are dropped; a
+    query with the same id but another text (another collection) stays."""
+    from irlens.data import load_dataset
+    from irlens.neurons.pruning import without_triplet_queries
+
+    chosen = set(bi_study.triplets["qid"])
+    full = load_dataset(beir)
+    assert chosen and chosen < set(full.queries)
+    rest = without_triplet_queries(full, bi_study)
+    assert set(rest.queries) == set(full.queries) - chosen
+    assert set(rest.qrels) <= set(rest.queries) and rest.corpus == full.corpus
+    renamed = full.subset()
+    renamed.queries = {q: t + " (other collection)" for q, t in full.queries.items()}
+    assert set(without_triplet_queries(renamed, bi_study).queries) == set(full.queries)
+    model = tiny_model(tiny_root, "bert", "bi", pooling="mean", similarity="dot")
+    config = PruningConfig(ps=(10.0,), seeds=1, layer_p=None, held_out=True)
+    result = evaluate_pruning(model, beir, bi_study, config, progress=False)
+    assert result.parameters["n_queries"] == len(rest.queries)

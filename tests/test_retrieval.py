@@ -105,7 +105,7 @@ def test_encode_corpus_matches_encode_docs_and_is_cached(bi, tiny, tmp_path):
     torch.testing.assert_close(vectors, expected, atol=1e-5, rtol=1e-4)
     (folder,) = (cache / "embeddings").iterdir()
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["n_docs"] == 6 and manifest["dataset_fingerprint"] == tiny.fingerprint
+    assert manifest["n_docs"] == 6 and manifest["dataset_fingerprint"] == tiny.corpus_fingerprint
     assert manifest["shape"] == [6, 32] and manifest["checksum"].startswith("blake2b:")
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "embeddings.npy",
                                                          "manifest.json"]

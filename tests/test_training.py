@@ -18,9 +18,8 @@ from irlens.models import BiEncoder, CrossEncoder
 from irlens.retrieval import bm25_search
 from irlens.training import (
     TrainingResult,
-    judged_ids,
     labelled_pairs,
-    pool_negatives,
+    mine_negatives,
     rerank_evaluation,
     teacher_scores,
     train_bi_encoder,
@@ -101,25 +100,48 @@ def test_labelled_pairs_from_triples_and_beir(triples, tmp_path):
         labelled_pairs(beir, split="train", min_relevance=5)
 
 
-def test_pool_negatives_skip_every_judged_document(triples, beir_train):
-    judged = judged_ids(beir_train)
-    dataset = load_dataset(beir_train, split="test")
-    texts_judged = {dataset.corpus[d].contents for d in judged if d in dataset.corpus}
-    assert judged == set(dataset.corpus)  # every doc of the collection is judged somewhere
-    with pytest.raises(IrlensError, match="no unjudged documents"):
-        pool_negatives({"q": "cats"}, beir_train)
-    pool = write_beir(beir_train.parent / "pool")  # d1-d6 are judged (test or train)
-    with (pool / "corpus.jsonl").open("a") as fh:
-        fh.write(json.dumps({"_id": "d7", "title": "Storm",
-                             "text": "weather: rain tomorrow"}) + "\n")
-    mined = pool_negatives({"a": "rain and wind tomorrow", "b": "cats eat mice"}, pool)
-    assert mined["a"] == ["Storm weather: rain tomorrow"]  # d6 matches better, but it is judged
-    assert mined["b"] == []  # d1 and d5 match, but they are judged
-    groups = training_groups(triples, negatives=2, negative_pool=pool)
-    weather = next(g for g in groups if g.query == "weather tomorrow")
-    assert weather.negatives == ["mice eat grain", mined["a"][0]]  # own negative first
-    assert all(d not in texts_judged for g in groups for d in g.negatives[1:])
-    assert len(groups) == 1  # the other queries have one negative only and are dropped
+def test_no_training_option_reads_another_collection(triples, tmp_path):
+    """The judgement-filtered negative pool (dl19's unjudged passages as negatives) is gone:
+    neither the function nor the command accepts a pool, and groups depend on the
+    training file alone."""
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+
+    pool = write_beir(tmp_path / "pool")
+    for fn in (training_groups, train_cross_encoder):
+        assert not {"negative_pool", "pool_depth"} & set(inspect.signature(fn).parameters)
+    result = CliRunner().invoke(app, ["train", "cross-encoder", "--data", str(triples),
+                                      "--negative-pool", str(pool), "--out",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--negative-pool" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_mined_negatives_come_from_the_training_passages_only(tiny_root, triples):
+    passages = [d for _, pos, neg in TRIPLES for d in (pos, neg)]
+    teacher = load_model(str(tiny_model_dir(tiny_root, "bert", "bi")), device="cpu")
+    positives = {q: {pos} for q, pos, _ in TRIPLES}
+    mined = mine_negatives(positives, passages, teacher=teacher, teacher_k=2)
+    with torch.no_grad():
+        sims = teacher.similarity(teacher.encode_queries(list(positives)),
+                                  teacher.encode_docs(passages))
+    for row, (query, pos, _) in zip(sims, TRIPLES, strict=True):
+        order = [passages[i] for i in row.argsort(descending=True).tolist() if passages[i] != pos]
+        assert mined[query] == order[:2]  # the teacher's top two, never the positive
+    bm25 = mine_negatives(positives, passages, bm25_k=1)
+    assert bm25["stock market news"] == ["the stock market fell"]  # best after the positive
+    groups = training_groups(triples, negatives=7, bm25_negatives=1, random_negatives=6)
+    for g in groups:
+        query, pos, neg = next(t for t in TRIPLES if t[0] == g.query)
+        assert g.negatives[0] == neg and len(set(g.negatives)) == 7  # own negative first, once
+        assert pos not in g.negatives and set(g.negatives) <= set(passages)
+    stock = next(g for g in groups if g.query == "stock market news")
+    assert stock.negatives[1] == "the stock market fell"
+    with pytest.raises(IrlensError, match="needs a --teacher"):
+        train_cross_encoder(triples, triples.parent / "o", teacher_negatives=2)
 
 
 def test_teacher_scores_match_pairwise_scoring(tiny_root, triples):

@@ -91,12 +91,14 @@ def evaluate_command(
     from irlens.evaluation import evaluate, parse_metrics
     from irlens.models import CrossEncoder, load_model
     from irlens.retrieval import load_run, save_run, search
+    from irlens.training.provenance import warn_if_trained_on
 
     parse_metrics(metrics)  # fail on a typo before any encoding
     check_ray(ray)  # fail fast on an unreachable cluster, before any loading
     started = time.perf_counter()
     dataset = load_dataset(data, split=split, max_docs=max_docs, max_queries=max_queries,
                            strict=strict)
+    warn_if_trained_on(model, data, split)
     if rerank_from in (None, "bm25"):
         first_stage = rerank_from
     else:

@@ -133,6 +133,8 @@ def prune_command(
                              "to 20,000 docs, else judged+bm25)."),
     max_length: int = typer.Option(None, help="Cap documents at N tokens (cheaper)."),
     max_queries: int = typer.Option(None, help="Evaluate on the first N judged queries."),
+    held_out: bool = typer.Option(False, "--held-out", help="Leave out the queries of the "
+                                  "neuron study's triplets (the units were chosen on them)."),
     batch_size: int = typer.Option(128, help="Texts per forward pass (as large as fits)."),
     device: Device = typer.Option(Device.auto, help="Where the model runs."),
     ray: str = ray_option(),
@@ -158,7 +160,7 @@ def prune_command(
         random_match=random_match, layer_p=layer_p or None,
         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), split=split,
         depth=depth, pool=pool, max_length=max_length, max_queries=max_queries,
-        batch_size=batch_size)
+        batch_size=batch_size, held_out=held_out)
     for value in [*config.ps, *([config.layer_p] if config.layer_p else [])]:
         check_options(value, config.score, config.scope, config.kind)
     name = model or study.manifest.model_id

@@ -26,7 +26,8 @@ def patch_command(
                                     "scores differ by less."),
     ablate_top: int = typer.Option(0, "--ablate-top", help="Ablate the top K components "
                                    "and measure rankings against random ones (0: no)."),
-    ablate_pairs: int = typer.Option(50, help="Held-out pairs for --ablate-top."),
+    ablate_pairs: int = typer.Option(50, help="Held-out pairs for --ablate-top, from queries "
+                                     "not among the --pairs (fewer when they run out)."),
     resid: str = typer.Option("positions", help="Residual patching: each 'positions' or "
                               "each token 'roles' at once (cheaper)."),
     seed: int = typer.Option(0, help="Sampling seed."),
@@ -55,9 +56,12 @@ def patch_command(
                "top": study.top_components(5)}
     if ablate_top:
         from irlens.patching.ablate_top import ablate_top as run_ablation
+        from irlens.patching.study import study_pairs
 
+        chosen, _ = study_pairs(dataset, axiom, pairs, seed, min_relevance, max_doc_words)
         table = run_ablation(retriever, dataset, study, ablate_top, ablate_pairs, seed=seed + 1,
-                             min_relevance=min_relevance, max_doc_words=max_doc_words)
+                             min_relevance=min_relevance, max_doc_words=max_doc_words,
+                             chosen_on={q for q, _, _ in chosen})
         write_table(out / "ablate-top.csv", table)
         summary["ablate_top"] = table.to_dict("records")
     if json_out:

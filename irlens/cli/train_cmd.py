@@ -112,9 +112,12 @@ def train_cross_encoder_command(
     base: str = typer.Option("default", help="Weights to start from."),
     negatives: int = typer.Option(3, help="Negatives per query."),
     max_queries: int = typer.Option(None, help="Use at most N queries per source."),
-    negative_pool: Path = typer.Option(None, help="BEIR folder whose unjudged documents give "
-                                       "extra BM25 negatives (every judged one removed)."),
-    pool_depth: int = typer.Option(30, help="BM25 depth in the negative pool."),
+    teacher_negatives: int = typer.Option(0, help="Negatives the --teacher ranks highest "
+                                          "among the training data's own passages."),
+    bm25_negatives: int = typer.Option(0, help="BM25's top negatives among the training "
+                                       "data's own passages."),
+    random_negatives: int = typer.Option(0, help="Random negatives among the training "
+                                         "data's own passages."),
     teacher: str = typer.Option(None, help="Bi-encoder to distil from (e.g. 'default'); "
                                 "without it: binary cross-entropy."),
     teacher_scale: float = typer.Option(10.0, help="Teacher similarities are multiplied "
@@ -127,6 +130,8 @@ def train_cross_encoder_command(
     max_length: int = typer.Option(256, help="Token limit of a (query, document) pair."),
     seed: int = typer.Option(0, help="Seed for data and training."),
     save_steps: int = typer.Option(50, help="Checkpoint every N steps."),
+    keep_epochs: bool = typer.Option(False, help="Also write the model after each epoch "
+                                     "to OUT.epochN."),
     eval_data: Path = typer.Option(None, help="BEIR folder to rerank on [default: the first "
                                    "--data folder that has --eval-split]."),
     eval_split: str = typer.Option("test", help="Split to evaluate on."),
@@ -137,8 +142,9 @@ def train_cross_encoder_command(
     """Fine-tune a cross-encoder reranker from the default model's weights.
 
     Example: irlens train cross-encoder --data ../shared/data/msmarco-triples/
-    triples.train.small.head1000.tsv --negative-pool ../shared/data/msmarco-dl19
-    --teacher default --eval-data ../shared/data/msmarco-dl19 --out /work/models/ce
+    triples.train.small.head1000.tsv --teacher default --teacher-negatives 8
+    --bm25-negatives 4 --random-negatives 2 --negatives 15
+    --eval-data ../shared/data/msmarco-dl19 --out /work/models/ce
     """
     from irlens.training import train_cross_encoder
 
@@ -146,7 +152,8 @@ def train_cross_encoder_command(
         result = train_cross_encoder(
             list(data), out, split=split, base=base, negatives=negatives,
             max_queries=max_queries,
-            negative_pool=negative_pool, pool_depth=pool_depth, teacher=teacher,
+            teacher_negatives=teacher_negatives, bm25_negatives=bm25_negatives,
+            random_negatives=random_negatives, teacher=teacher, keep_epochs=keep_epochs,
             teacher_scale=teacher_scale, distillation=distillation, epochs=epochs,
             batch_size=batch_size, learning_rate=lr,
             max_length=max_length, seed=seed, save_steps=save_steps, device=device.value,

@@ -143,6 +143,7 @@ class PruningConfig:
     max_length: int | None = None
     max_queries: int | None = None
     batch_size: int = 128
+    held_out: bool = False  # drop the queries of the neuron study's triplets from the data
 
 
 @dataclass(repr=False)
@@ -359,6 +360,8 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
     if study is not None:
         check_model(study.manifest, model)
     dataset = load_dataset(data, split=config.split, max_queries=config.max_queries)
+    if config.held_out and study is not None:
+        dataset = without_triplet_queries(dataset, study)
     if not any(dataset.relevant(q) for q in dataset.queries):
         raise IrlensError(f"{dataset.name} ({config.split}) has no relevant judgements")
     jobs = pruning_jobs(scores, config)  # also validates p values and catches empty selections
@@ -408,6 +411,24 @@ def evaluate_pruning(model: Retriever, data: str | Path, neurons: Study | str | 
     if store is not None:
         result.save(store.folder / "result")
     return result
+
+
+def without_triplet_queries(dataset, study: Study):
+    """``dataset`` without the queries (same id and text) of ``study``'s sampled triplets:
+    the units were chosen on those, so they are not held out."""
+    from irlens.data import Dataset
+
+    try:
+        frame = study.triplets
+    except (FileNotFoundError, IrlensError):  # a fusion of studies has no triplets table
+        raise IrlensError(f"{study.folder} has no triplets to hold out; prune without "
+                          "--held-out") from None
+    used = set(zip(frame["qid"].astype(str), frame["query"], strict=True))
+    keep = [q for q in dataset.query_ids if (q, dataset.queries[q]) not in used]
+    return Dataset(name=dataset.name, corpus=dataset.corpus,
+                   queries={q: dataset.queries[q] for q in keep},
+                   qrels={q: dataset.qrels[q] for q in keep if q in dataset.qrels},
+                   split=dataset.split, source=dataset.source)
 
 
 def _safe(name: str) -> str:

@@ -4,17 +4,18 @@ between the clean and corrupted runs (:func:`patch_pair`), average over a datase
 (:func:`patching_study`) and check the top components on real rankings
 (:func:`ablate_top`).
 
->>> from irlens.patching import patching_study, ablate_top
+>>> from irlens.patching import ablate_top, patching_study, study_pairs
 >>> study = patching_study(model, dataset, "tfc1", n_pairs=100, folder="runs/tfc1")
 >>> study.top_components(5)
->>> ablate_top(model, dataset, study, k=3)   # axiom share and nDCG@10 vs random components
+>>> chosen = {q for q, _, _ in study_pairs(dataset, "tfc1", 100)[0]}  # the study's queries
+>>> ablate_top(model, dataset, study, k=3, chosen_on=chosen)  # pairs of other queries only
 """
 
 from irlens.patching.ablate_top import ablate_top
 from irlens.patching.axioms import AXIOMS, Perturbation, perturb, text_pair
 from irlens.patching.patch import KINDS, ROLES, PairPatch, align, patch_pair
-from irlens.patching.study import PatchingStudy, heatmap_figure, patching_study
+from irlens.patching.study import PatchingStudy, heatmap_figure, patching_study, study_pairs
 
 __all__ = ["AXIOMS", "KINDS", "ROLES", "PairPatch", "PatchingStudy", "Perturbation",
            "ablate_top", "align", "heatmap_figure", "patch_pair", "patching_study", "perturb",
-           "text_pair"]
+           "study_pairs", "text_pair"]

@@ -2,8 +2,10 @@
 
 The top-k components of a :class:`PatchingStudy` (heads and FFN outputs by mean
 denoising effect) are zero-ablated (on the patched side for bi-encoders) and, on
-held-out pairs (another sampling seed), two things are measured with and without the
-ablation, and against ``n_random`` sets of k random components of the same kinds:
+held-out pairs, two things are measured with and without the ablation, and against
+``n_random`` sets of k random components of the same kinds. Held-out pairs come only from
+queries that were *not* among the pairs that chose the components (``chosen_on``), so no
+query is on both sides:
 
 - the share of pairs where the axiom still holds (clean score > corrupted score);
 - nDCG@10 of reranking each held-out query's BM25 top ``candidates`` (ir_measures).
@@ -12,13 +14,15 @@ ablation, and against ``n_random`` sets of k random components of the same kinds
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import pandas as pd
 import torch
 
-from irlens.data import Dataset
+from irlens.data import Dataset, _relevant_pairs
+from irlens.errors import IrlensError
 from irlens.evaluation import evaluate
 from irlens.hooks import ablate
 from irlens.patching.study import PatchingStudy, study_pairs
@@ -45,14 +49,31 @@ def _scores(model, pairs: list[tuple[str, str]], batch: int = 16) -> np.ndarray:
                            for i in range(0, len(pairs), batch)])
 
 
+def held_out(dataset: Dataset, chosen_on: Collection[str]) -> Dataset:
+    """``dataset`` without the queries in ``chosen_on`` (same corpus)."""
+    keep = [q for q in dataset.query_ids if q not in set(chosen_on)]
+    return Dataset(name=dataset.name, corpus=dataset.corpus,
+                   queries={q: dataset.queries[q] for q in keep},
+                   qrels={q: dataset.qrels[q] for q in keep if q in dataset.qrels},
+                   split=dataset.split)
+
+
 def ablate_top(model, dataset: Dataset, study: PatchingStudy, k: int = 3, n_pairs: int = 50,
                n_random: int = 3, candidates: int = 20, seed: int = 1,
-               min_relevance: int = 1, max_doc_words: int | None = 60) -> pd.DataFrame:
-    """One row per condition (none, top-k, random-i): axiom share and nDCG@10."""
+               min_relevance: int = 1, max_doc_words: int | None = 60, *,
+               chosen_on: Collection[str]) -> pd.DataFrame:
+    """One row per condition (none, top-k, random-i): axiom share and nDCG@10 on up to
+    ``n_pairs`` pairs of queries not in ``chosen_on`` (the study's query ids)."""
     from irlens.models import BiEncoder
     from irlens.retrieval import bm25_search, rerank
 
-    perts, _ = study_pairs(dataset, study.axiom, n_pairs, seed, min_relevance, max_doc_words)
+    rest = held_out(dataset, chosen_on)
+    available = len(_relevant_pairs(rest, min_relevance))
+    if not available:
+        raise IrlensError(f"every query of {dataset.name} with a relevant pair chose the "
+                          "components; sample fewer --pairs so some are held out")
+    perts, _ = study_pairs(rest, study.axiom, min(n_pairs, available), seed, min_relevance,
+                           max_doc_words)
     top = [(c["layer"], c["head"]) for c in study.top_components(k)]
     n_layers, n_heads = study.heads_mean.shape[1:]
     pool = [(li, h) for li in range(n_layers) for h in range(n_heads)] + \
@@ -78,5 +99,6 @@ def ablate_top(model, dataset: Dataset, study: PatchingStudy, k: int = 3, n_pair
             f"L{li}" + ("ffn" if h is None else f"H{h}") for li, h in comps),
                      "axiom_holds": float(np.mean(clean > corrupt)),
                      "mean_delta": float(np.mean(clean - corrupt)),
-                     "nDCG@10": float(ev.primary), "pairs": len(perts)})
+                     "nDCG@10": float(ev.primary), "pairs": len(perts),
+                     "queries": len(qids), "held_out_queries": ";".join(qids)})
     return pd.DataFrame(rows)

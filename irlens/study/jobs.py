@@ -95,7 +95,11 @@ class Context:
 
     def dataset(self, name: str):
         if name not in self._datasets:
-            self._datasets[name] = self.spec.datasets[name].load()
+            from irlens.training.provenance import warn_if_trained_on
+
+            spec = self.spec.datasets[name]
+            self._datasets[name] = spec.load()
+            warn_if_trained_on(self.spec.model, spec.path, spec.split)
         return self._datasets[name]
 
     def data_inputs(self, name: str) -> dict[str, Any]:

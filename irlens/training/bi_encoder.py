@@ -31,11 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from irlens._io import write_json
 from irlens.artifacts import atomic_dir, make_manifest
 from irlens.errors import IrlensError
 from irlens.models.loading import TOWERS_FILE
 from irlens.training._common import check_split, checkpoint_dir, require_training, run_trainer
 from irlens.training.cross_encoder import TrainingResult
+from irlens.training.provenance import PROVENANCE_FILE, training_files
 
 __all__ = ["TOWERS_FILE", "bm25_hard_negatives", "retrieval_evaluation", "train_bi_encoder"]
 
@@ -282,6 +284,7 @@ def train_bi_encoder(
     model.to("cpu")
     with atomic_dir(out) as tmp:
         _save(model, tmp, two, similarity, limit)
+        write_json(Path(tmp) / PROVENANCE_FILE, {"files": training_files([data], split)})
     shutil.rmtree(ckpt, ignore_errors=True)
     trained = load_model(str(out), device=device, max_length=eval_max_length)
     if eval_set is not None:

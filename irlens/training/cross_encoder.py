@@ -9,10 +9,12 @@ evaluation split and reports nDCG@10 and RR@10 next to BM25 alone.
 Training data are *groups*: a query, one relevant passage and ``negatives`` non-relevant
 ones. Sources: a BEIR folder (its ``split`` qrels; negatives from each query's BM25 top
 ``bm25_depth``, judged-relevant documents excluded) or an MS MARCO ``triples.train`` TSV
-(query, positive, BM25 negative; a query's lines are merged). ``negative_pool`` (a BEIR
-folder) adds BM25 negatives for every query mined from that corpus with *every judged
-document of every split removed*, so e.g. msmarco-dl19's distractor passages serve as
-negatives while its judged passages, and its queries, are never seen in training.
+(query, positive, BM25 negative; a query's lines are merged). ``teacher_negatives``,
+``bm25_negatives`` and ``random_negatives`` add negatives mined from the training data's
+*own* passages (:mod:`irlens.training.mining`). No other collection is ever read: mining
+an evaluated collection's pool (least of all one filtered by its judgements) would let
+the model learn that collection's judgements. The files training read are fingerprinted
+in the model folder (:mod:`irlens.training.provenance`), and evaluating on them warns.
 
 Losses (sentence-transformers' cross-encoder losses):
 
@@ -44,12 +46,13 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from irlens._io import write_json
 from irlens.artifacts import Artifact, Manifest, atomic_dir, make_manifest
 from irlens.errors import IrlensError
 from irlens.training._common import check_split, checkpoint_dir, require_training, run_trainer
+from irlens.training.provenance import PROVENANCE_FILE, training_files
 
-__all__ = ["Group", "TrainingResult", "judged_ids", "labelled_pairs", "pool_negatives",
-           "rerank_evaluation",
+__all__ = ["Group", "TrainingResult", "labelled_pairs", "rerank_evaluation",
            "teacher_scores", "train_cross_encoder", "training_groups"]
 
 
@@ -146,70 +149,44 @@ def labelled_pairs(data: str | Path, split: str = "train", negatives: int = 3,
     return rows
 
 
-def judged_ids(folder: str | Path) -> set[str]:
-    """Every document id judged (any grade) in any ``qrels/*.tsv`` of a BEIR folder."""
-    ids: set[str] = set()
-    for qrels in sorted((Path(folder) / "qrels").glob("*.tsv")):
-        frame = pd.read_csv(qrels, sep="\t", dtype=str, header=None, usecols=[1])
-        ids.update(frame[1].tolist())
-    ids.discard("corpus-id")
-    return ids
-
-
-def pool_negatives(queries: Mapping[str, str], pool: str | Path, depth: int = 30
-                   ) -> dict[str, list[str]]:
-    """BM25 top-``depth`` passage texts per query from ``pool``'s corpus, with every
-    document judged in any split of ``pool`` removed first (so none can be relevant to
-    the pool's own queries, and none of its judgements leak into training)."""
-    from irlens.data import Dataset, load_dataset
-    from irlens.retrieval import bm25_search
-
-    folder = Path(pool)
-    splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
-    if not splits:
-        raise IrlensError(f"negative pool {folder} has no qrels/<split>.tsv; pass a BEIR folder")
-    full = load_dataset(folder, split=splits[0])
-    judged = judged_ids(folder)
-    corpus = {d: doc for d, doc in full.corpus.items() if d not in judged}
-    if not corpus:
-        raise IrlensError(f"negative pool {folder} has no unjudged documents to mine")
-    qids = [f"q{i}" for i in range(len(queries))]
-    mined = Dataset(name=f"{full.name}-unjudged", corpus=corpus,
-                    queries=dict(zip(qids, queries.values(), strict=True)), qrels={})
-    run = bm25_search(mined, k=depth, progress=False)
-    out = {}
-    for key, qid in zip(queries, qids, strict=True):
-        ranked = sorted(run.get(qid, {}).items(), key=lambda kv: -kv[1])
-        out[key] = [corpus[d].contents for d, _ in ranked]
-    return out
-
-
 def training_groups(data: str | Path, split: str = "train", negatives: int = 3, *,
                     bm25_depth: int = 100, max_queries: int | None = None, seed: int = 0,
-                    min_relevance: int = 1, negative_pool: str | Path | None = None,
-                    pool_depth: int = 30, exact: bool = True) -> list[Group]:
+                    min_relevance: int = 1, exact: bool = True, teacher=None,
+                    teacher_negatives: int = 0, bm25_negatives: int = 0,
+                    random_negatives: int = 0) -> list[Group]:
     """One :class:`Group` per training query with ``negatives`` negatives (``exact=False``:
     up to ``negatives``, at least one; binary cross-entropy needs no fixed group size).
 
     BEIR folder: a random relevant document per query, negatives from its BM25 top
     ``bm25_depth`` minus every document judged >= ``min_relevance`` for it. Triples TSV:
-    the query's first positive, its own negatives first. ``negative_pool`` adds mined
-    negatives (see :func:`pool_negatives`). Queries with too few negatives are dropped.
+    the query's first positive, its own negatives first. Then the negatives mined from
+    ``data``'s own passages (:func:`~irlens.training.mining.mine_negatives`: the
+    ``teacher``'s top ``teacher_negatives``, BM25's top ``bm25_negatives``,
+    ``random_negatives`` at random; never a positive nor the own negative kept first);
+    nothing outside ``data`` is read. Queries with too
+    few negatives are dropped.
     """
     from irlens.data import load_dataset, load_triples_tsv
+    from irlens.training.mining import mine_negatives
 
     rng = random.Random(seed)
     path = Path(data)
     found: dict[str, tuple[str, list[str]]] = {}  # query text -> (positive, negatives)
+    relevant_texts: dict[str, set[str]] = {}
     if path.is_file():
-        for t in load_triples_tsv(path):
+        triplets = load_triples_tsv(path)
+        passages = [d for t in triplets for d in (t.pos_text, t.neg_text)]
+        for t in triplets:
+            relevant_texts.setdefault(t.query, set()).add(t.pos_text)
+        for t in triplets:
             pos, negs = found.setdefault(t.query, (t.pos_text, []))
-            if t.neg_text not in negs and t.neg_text != pos:
+            if t.neg_text not in negs and t.neg_text not in relevant_texts[t.query]:
                 negs.append(t.neg_text)
     else:
         from irlens.retrieval import bm25_search
 
         dataset = load_dataset(path, split=split)
+        passages = dataset.doc_texts()
         run = bm25_search(dataset, k=bm25_depth, progress=False)
         for qid in dataset.query_ids:
             judged = dataset.qrels.get(qid, {})
@@ -220,27 +197,31 @@ def training_groups(data: str | Path, split: str = "train", negatives: int = 3, 
             ranked = sorted(run.get(qid, {}).items(), key=lambda kv: -kv[1])
             pool = [d for d, _ in ranked if judged.get(d, -1) < min_relevance]
             rng.shuffle(pool)
-            found[dataset.queries[qid]] = (dataset.corpus[rng.choice(relevant)].contents,
-                                           [dataset.corpus[d].contents for d in pool])
+            query = dataset.queries[qid]
+            found[query] = (dataset.corpus[rng.choice(relevant)].contents,
+                            [dataset.corpus[d].contents for d in pool])
+            relevant_texts[query] = {dataset.corpus[d].contents for d in relevant}
     if not found:
         raise IrlensError(f"{path} ({split}) has no relevant pairs to train on")
     queries = list(found)
     rng.shuffle(queries)
     if max_queries is not None:
         queries = queries[:max_queries]
-    if negative_pool is not None:
-        mined = pool_negatives({q: q for q in queries}, negative_pool, pool_depth)
+    if teacher_negatives or bm25_negatives or random_negatives:
+        keep = {q: found[q][1][:1] if path.is_file() else [] for q in queries}
+        mined = mine_negatives({q: relevant_texts[q] | set(keep[q]) for q in queries}, passages,
+                               teacher=teacher, teacher_k=teacher_negatives,
+                               bm25_k=bm25_negatives, random_k=random_negatives, seed=seed)
         for q in queries:
-            pos, negs = found[q]
-            extra = [d for d in mined[q] if d != pos and d not in negs]
-            rng.shuffle(extra)
-            negs[:] = negs[:1] + extra + negs[1:] if path.is_file() else negs + extra
+            negs, own = found[q][1], keep[q]
+            negs[:] = own + mined[q] + [d for d in negs if d not in own and d not in mined[q]]
     need = negatives if exact else 1
     groups = [Group(q, found[q][0], found[q][1][:negatives]) for q in queries
               if len(found[q][1]) >= need]
     if not groups:
-        raise IrlensError(f"no query of {path} has {need} negatives; lower negatives "
-                          "or pass --negative-pool")
+        raise IrlensError(f"no query of {path} has {need} negatives; lower --negatives or "
+                          "mine more (--teacher-negatives, --bm25-negatives, "
+                          "--random-negatives)")
     return groups
 
 
@@ -270,8 +251,9 @@ def train_cross_encoder(
     base: str = "default",
     negatives: int = 3,
     max_queries: int | None = None,
-    negative_pool: str | Path | None = None,
-    pool_depth: int = 30,
+    teacher_negatives: int = 0,
+    bm25_negatives: int = 0,
+    random_negatives: int = 0,
     teacher: str | None = None,
     teacher_scale: float = 10.0,
     distillation: str = "listwise",
@@ -282,6 +264,7 @@ def train_cross_encoder(
     seed: int = 0,
     device: str = "auto",
     save_steps: int = 50,
+    keep_epochs: bool = False,
     eval_data: str | Path | None = None,
     eval_split: str = "test",
     eval_depth: int = 100,
@@ -299,8 +282,12 @@ def train_cross_encoder(
     for src in sources:
         if Path(src).is_dir() or not Path(src).exists():
             check_split(src, split)
-    if negative_pool is not None and not Path(negative_pool).is_dir():
-        raise IrlensError(f"negative pool {negative_pool} is not a BEIR folder")
+    if teacher_negatives and not teacher:
+        raise IrlensError("--teacher-negatives needs a --teacher to rank the passages; "
+                          "pass --teacher default")
+    if min(teacher_negatives, bm25_negatives, random_negatives) < 0:
+        raise IrlensError("--teacher-negatives, --bm25-negatives and --random-negatives "
+                          "must be >= 0")
     if eval_data is not None:
         check_split(eval_data, eval_split, "evaluation")
     if distillation not in DISTILLATION_LOSSES:
@@ -324,24 +311,30 @@ def train_cross_encoder(
     out = Path(out_dir)
     params = {"data": [str(s) for s in sources], "split": split, "base": base,
               "negatives": negatives, "max_queries": max_queries,
-              "negative_pool": None if negative_pool is None else str(negative_pool),
-              "pool_depth": pool_depth, "teacher": teacher, "teacher_scale": teacher_scale,
+              "teacher_negatives": teacher_negatives, "bm25_negatives": bm25_negatives,
+              "random_negatives": random_negatives,
+              "teacher": teacher, "teacher_scale": teacher_scale,
               "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
               "max_length": max_length, "seed": seed, "warmup_ratio": 0.1,
               "loss": DISTILLATION_LOSSES[distillation] if teacher
               else "BinaryCrossEntropyLoss"}
-    groups: list[Group] = []
-    for src in sources:
-        groups += training_groups(src, split, negatives, max_queries=max_queries, seed=seed,
-                                  negative_pool=negative_pool, pool_depth=pool_depth,
-                                  exact=bool(teacher))
-    random.Random(seed).shuffle(groups)
+    read = training_files(sources, split)
     dev = str(_pick_device(device))
+    teacher_model = None
     if teacher:
         teacher_model = load_model(teacher, device=dev)
         if not hasattr(teacher_model, "encode_docs"):
             raise IrlensError(f"teacher {teacher} is not a bi-encoder; pass one such as "
                               "'default'")
+    groups: list[Group] = []
+    for src in sources:
+        groups += training_groups(src, split, negatives, max_queries=max_queries, seed=seed,
+                                  exact=bool(teacher), teacher=teacher_model,
+                                  teacher_negatives=teacher_negatives,
+                                  bm25_negatives=bm25_negatives,
+                                  random_negatives=random_negatives)
+    random.Random(seed).shuffle(groups)
+    if teacher_model is not None:
         scores = teacher_scores(teacher_model, groups, progress=progress)
         del teacher_model
         columns: dict[str, list[Any]] = {"query": [g.query for g in groups]}
@@ -377,10 +370,13 @@ def train_cross_encoder(
         logging_steps=max(1, steps // 10), disable_tqdm=not progress,
         use_cpu=dev == "cpu", dataloader_drop_last=False)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=loss)
+    if keep_epochs:
+        trainer.add_callback(_epoch_saver(model, out, read))
     losses = run_trainer(trainer, ckpt)
     with atomic_dir(out) as tmp:
         model.model.save_pretrained(tmp)
         model.tokenizer.save_pretrained(tmp)
+        write_json(Path(tmp) / PROVENANCE_FILE, {"files": read})
     import shutil
 
     shutil.rmtree(ckpt, ignore_errors=True)
@@ -395,6 +391,21 @@ def train_cross_encoder(
     result.seconds = round(time.time() - start, 1)
     result.save(out / "training")
     return result
+
+
+def _epoch_saver(model, out: Path, read: list[dict[str, str]]):
+    """A callback writing the model after each epoch to ``OUT.epochN`` (a model folder)."""
+    from transformers import TrainerCallback
+
+    class EpochSaver(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            epoch = round(state.epoch or 0)
+            with atomic_dir(out.with_name(f"{out.name}.epoch{epoch}")) as tmp:
+                model.model.save_pretrained(tmp)
+                model.tokenizer.save_pretrained(tmp)
+                write_json(Path(tmp) / PROVENANCE_FILE, {"files": read})
+
+    return EpochSaver()
 
 
 DISTILLATION_LOSSES = {"listwise": "ListNetLoss", "margin-mse": "MarginMSELoss"}
