@@ -330,3 +330,34 @@ def test_edit_page_in_chromium(tiny, tiny_data, tmp_path, monkeypatch):
     assert "<script>alert(1)</script>" in cells
     row = frame.iloc[0]
     assert f"{row.rank_before} → {row.rank_after}" in cells
+
+
+def _grads(model) -> dict[str, torch.Tensor | None]:
+    return {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("editor", ["ft", "rome", "kn"])
+def test_fit_leaves_the_callers_grads_as_they_were(tiny, editor):
+    from irlens.editing import make_editor
+
+    params = dict(tiny.named_parameters())
+    ffn = next(n for n in params if n.endswith("layer.1.output.dense.weight"))
+    marked = {ffn: torch.full_like(params[ffn], 0.25), "pooler.dense.bias": None}
+    marked = {n: g for n, g in marked.items() if n in params}
+    for n, g in marked.items():
+        params[n].grad = g
+    before = _grads(tiny)
+    options = {"ft": {"layer": 1, "steps": 3, "lr": 1e-2},
+               "rome": {"moment": torch.eye(48, dtype=torch.float64), "layer": 1, "steps": 3},
+               "kn": {"n_steps": 4, "max_units": 3}}[editor]
+    make_editor(editor, **options).fit(tiny, [_request()])
+    after = _grads(tiny)
+    try:
+        assert after.keys() == before.keys()
+        for n in before:
+            assert (before[n] is None) == (after[n] is None), n
+            if before[n] is not None:
+                assert torch.equal(before[n], after[n]), n
+    finally:
+        for p in params.values():
+            p.grad = None
