@@ -91,14 +91,18 @@ def edit_data(data: str | Path, config: EditConfig):
 
 
 def run_edits(model: BiEncoder, data: str | Path, out: str | Path, config: EditConfig,
-              progress: bool = True) -> pd.DataFrame:
-    """Make ``config.n`` requests, edit and measure each one; rows of every edit."""
+              progress: bool = True, bench: EditBench | None = None) -> pd.DataFrame:
+    """Make ``config.n`` requests, edit and measure each one; rows of every edit.
+    ``bench`` (of ``model`` on this config's data) may be shared by several runs, so its
+    layer states are computed once."""
     if not isinstance(model, BiEncoder):
         raise IrlensError("editing measures retrieval by a bi-encoder; load one (e.g. "
                           "'default')")
     dataset = edit_data(data, config)
     store = Store(out, make_manifest("edit-study", asdict(config), model=model, data=dataset))
-    bench = EditBench(model, dataset, progress=progress)
+    if bench is None or bench.model is not model or bench.dataset.fingerprint != \
+            dataset.fingerprint:
+        bench = EditBench(model, dataset, progress=progress)
     requests = make_requests(model, dataset, config.kind, config.n, seed=config.seed,
                              ranking=bench.before)
     start = time.perf_counter()
