@@ -246,6 +246,10 @@ def test_cli_refuses_bad_options_before_loading(tmp_path):
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "unknown editor 'memit'" in result.output
+    result = CliRunner().invoke(app, ["edit", "--data", str(tmp_path), "--device", "tpu",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "unknown device 'tpu'" in result.output
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.real
@@ -514,3 +518,33 @@ def test_generalisation_counts_other_judged_queries_and_robustness_the_variants(
     row = bench.measure(nothing, [request])[0]
     assert row["generalisation"] == 0.0 and row["n_generalisation"] == 1
     assert row["robustness"] == 1.0 and row["n_robustness"] == 1
+
+
+def test_cli_writes_edits_parquet_atomically(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from irlens.cli import app
+
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "cache"))
+    model = tiny_model_dir(tmp_path / "models", "bert", "bi", seed=3)
+    data = write_beir(tmp_path / "data")
+
+    write = pd.DataFrame.to_parquet
+
+    def torn(self, path, *args, **kwargs):  # the final table's write crashes half-way
+        if "edits.parquet" not in str(path):
+            return write(self, path, *args, **kwargs)
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", torn)
+    args = ["edit", "--model", str(model), "--data", str(data), "--editor", "ft", "--kind",
+            "remove", "--n", "1", "--layer", "0", "--steps", "2", "--device", "cpu",
+            "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, OSError) and "disk full" in str(result.exception)
+    assert not (tmp_path / "o" / "edits.parquet").exists()
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".edits")]
