@@ -9,15 +9,14 @@
 set -euo pipefail
 OUT=${OUT:-results/edit}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-# rank-one, 50 requests per kind: about 40 min per dataset on 2 shared CPU cores (the corpus
-# encode and the layer-5 states take most of it; about 10 s per edit after that)
-python docs/reproduce/editing_runs.py ../shared/data/scifact $OUT rome:insert:50 rome:remove:50
-python docs/reproduce/editing_runs.py ../shared/data/nfcorpus $OUT rome:insert:50 rome:remove:50
-# FT-L and knowledge neurons re-run the whole last layer (FT-L) or all six (knowledge
-# neurons' attribution) per edit on the full corpus: fewer requests (see docs/editing.md)
-python docs/reproduce/editing_runs.py ../shared/data/scifact $OUT ft:insert:${FT_N:-10} \
-    ft:remove:${FT_N:-10}
+# rank-one 50 requests per kind, then knowledge neurons 20 and FT-L 10 per kind (fewer: see
+# docs/editing.md). scifact: about 80 min on 2 shared CPU cores (the corpus encode and the
+# layer-5 states about 25 min, rank-one about 10 s an edit, FT-L re-runs layer 5 over the
+# corpus per edit); nfcorpus about 60 min.
+# st:KIND:1 checks the first rank-one edit of KIND with sentence-transformers' own encode
+# (save the edited model, encode the whole corpus: about 15 min each here).
+python docs/reproduce/editing_runs.py ../shared/data/scifact $OUT rome:insert:50 rome:remove:50 \
+    st:insert:1 st:remove:1 kn:insert:20 kn:remove:20 ft:insert:10 ft:remove:10
+python docs/reproduce/editing_runs.py ../shared/data/nfcorpus $OUT rome:insert:50 rome:remove:50 \
+    kn:insert:20 kn:remove:20 ft:insert:10 ft:remove:10
 python docs/editing_tables.py $OUT --json docs/results/editing.json
-# the saved models' ranks in plain sentence-transformers (about 5 min per edit)
-python docs/reproduce/editing_st_check.py ../shared/data/scifact insert 3 $OUT/st-check-insert.json
-python docs/reproduce/editing_st_check.py ../shared/data/scifact remove 2 $OUT/st-check-remove.json

@@ -6,7 +6,10 @@ resumable output folder); run in one process, the corpus's layer-5 states are co
 once for all of them instead of once per run. Usage:
 
     python docs/reproduce/editing_runs.py ../shared/data/scifact results/edit rome:insert:50 \\
-        rome:remove:50 ft:insert:10
+        rome:remove:50 ft:insert:10 st:insert:1
+
+(``st:KIND:N``: the first N rank-one requests of KIND fitted, measured, saved and ranked
+again by sentence-transformers' own ``encode``: docs/reproduce/editing_st_check.py.)
 """
 
 from __future__ import annotations
@@ -24,9 +27,17 @@ def main(data: str, out: str, runs: list[str]) -> None:
     bench = None
     for run in runs:
         editor, kind, n = run.split(":")
-        config = EditConfig(editor=editor, kind=kind, n=int(n), layer=5)
+        config = EditConfig(editor="rome" if editor == "st" else editor, kind=kind,
+                            n=int(n), layer=5)
         if bench is None:
             bench = EditBench(model, edit_data(data, config), progress=True)
+        if editor == "st":  # the saved models' ranks in plain sentence-transformers
+            sys.path.insert(0, str(Path(__file__).parent))
+            from editing_st_check import check
+
+            check(model, bench.dataset, bench, kind, int(n),
+                  Path(out) / f"st-check-{Path(data).name}-{kind}.json")
+            continue
         folder = Path(out) / f"{Path(data).name}-{editor}-{kind}"
         frame = run_edits(model, data, folder, config, bench=bench)
         print(f"{folder.name}: {len(frame)} edits, efficacy {frame.efficacy.mean():.0%}",

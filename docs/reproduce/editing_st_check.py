@@ -22,12 +22,16 @@ from irlens.models import load_model
 
 
 def main(data: str, kind: str, n: int, out: str) -> None:
-    from sentence_transformers import SentenceTransformer
-
     model = load_model("default", device="cpu", max_length=128)
     dataset = load_dataset(data, split="test")
+    check(model, dataset, EditBench(model, dataset, progress=True), kind, n, out)
+
+
+def check(model, dataset, bench: EditBench, kind: str, n: int, out: str | Path) -> list[dict]:
+    """Fit, measure, save and re-rank with sentence-transformers the first ``n`` requests."""
+    from sentence_transformers import SentenceTransformer
+
     config = EditConfig(editor="rome", kind=kind, n=n, layer=5)
-    bench = EditBench(model, dataset, progress=True)
     requests = make_requests(model, dataset, kind, n, seed=0, ranking=bench.before)
     editor = _editor(config, model, dataset, bench)
     rows = []
@@ -50,6 +54,7 @@ def main(data: str, kind: str, n: int, out: str) -> None:
                      "sentence_transformers_rank_after": st_rank})
         print(rows[-1], flush=True)
         Path(out).write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 if __name__ == "__main__":
