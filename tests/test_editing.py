@@ -548,3 +548,23 @@ def test_cli_writes_edits_parquet_atomically(tmp_path, monkeypatch):
     assert isinstance(result.exception, OSError) and "disk full" in str(result.exception)
     assert not (tmp_path / "o" / "edits.parquet").exists()
     assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".edits")]
+
+
+def test_kept_corpus_states_of_some_documents_equal_a_fresh_pass(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRLENS_CACHE_DIR", str(tmp_path / "cache"))
+    data = _wider_beir(tmp_path / "data")
+    bench = EditBench(tiny, data)
+    texts = [data.doc_texts()[i] for i in (7, 0, 29, 3)]
+    u = torch.randn(48, generator=torch.Generator().manual_seed(0))
+    d = torch.randn(32, generator=torch.Generator().manual_seed(1))
+
+    def change(keys):
+        return (keys @ u).unsqueeze(-1) * d
+
+    for layer in (0, 1):  # below the last layer the kept calls of the layers above are cut
+        kept = bench.doc_states(layer, texts)
+        fresh = ffn_inputs(tiny, texts, "doc", layer, batch_size=3)
+        torch.testing.assert_close(embed_with_ffn_change(tiny, kept, change),
+                                   embed_with_ffn_change(tiny, fresh, change), rtol=0,
+                                   atol=1e-6)
+    assert bench.doc_states(1, ["a text not in the corpus"]) is None

@@ -217,7 +217,8 @@ class RankOneEditor:
                  total: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """The value change ``d`` of one request; with ``corpus``, re-fit against the
         documents of the whole corpus that still beat the request's bar."""
-        delta, used = self._optimise(model, linear, name, request, u, None)
+        first = not bool(total.any())  # the corpus's kept states are of the unedited model
+        delta, used = self._optimise(model, linear, name, request, u, None, first)
         rounds = 0
         if self.corpus is None or request.query_id not in self.corpus.before.query_ids:
             return delta, used, rounds
@@ -240,13 +241,13 @@ class RankOneEditor:
             texts = [t for t in self.corpus.dataset.doc_texts(top) if t not in rivals]
             rivals.update(texts)
             request = replace(request, competitors=[*request.competitors, *texts])
-            delta, more = self._optimise(model, linear, name, request, u, delta)
+            delta, more = self._optimise(model, linear, name, request, u, delta, first)
             used += more
         return delta, used, rounds
 
     def _optimise(self, model: BiEncoder, linear: torch.nn.Module, name: str,
-                  request: EditRequest, u: torch.Tensor, init: torch.Tensor | None
-                  ) -> tuple[torch.Tensor, int]:
+                  request: EditRequest, u: torch.Tensor, init: torch.Tensor | None,
+                  unedited: bool = False) -> tuple[torch.Tensor, int]:
         weight = linear.weight
         delta = (torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
                  if init is None else init.clone()).requires_grad_(True)
@@ -258,8 +259,10 @@ class RankOneEditor:
         encode, handle = None, None
         if layer_cache.ffn_output_layer(model, [name]) == self.layer:  # only the layers above
             texts = ([request.query], [request.doc, *request.competitors])
-            states = [layer_cache.ffn_inputs(model, t, side, self.layer)
-                      for t, side in zip(texts, ("query", "doc"), strict=True)]
+            docs = (self.corpus.doc_states(self.layer, texts[1])
+                    if unedited and self.corpus is not None else None)
+            states = [layer_cache.ffn_inputs(model, texts[0], "query", self.layer),
+                      docs or layer_cache.ffn_inputs(model, texts[1], "doc", self.layer)]
 
             def encode(_i, _request):
                 return tuple(layer_cache.embed_with_ffn_change(model, s, rank_one) for s in states)

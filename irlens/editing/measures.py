@@ -123,6 +123,18 @@ class EditBench:
         return Ranking(self.dataset.doc_ids, self.dataset.query_ids, docs, queries,
                        self.model.similarity(queries, docs))
 
+    def doc_states(self, layer: int, texts: list[str]) -> layer_cache.FFNInputs | None:
+        """Layer ``layer``'s kept FFN states of these corpus documents (unedited model),
+        or None when a text is not in the corpus or the states would not fit."""
+        if not hasattr(self, "_rows"):
+            self._rows = {t: i for i, t in reversed(list(enumerate(self.dataset.doc_texts())))}
+        rows = [self._rows.get(t) for t in texts]
+        hidden = self.model.doc_encoder.config.hidden_size
+        size = self.before.docs.shape[0] * self.model.max_length * 4 * hidden
+        if None in rows or 5 * size > self.cache_bytes:
+            return None
+        return layer_cache.select(self._states("ffn", layer)[0], rows)
+
     def ranked(self, edit: Edit) -> Ranking:
         """The whole corpus ranked by the model with ``edit`` (the model as it was loaded,
         plus the edit), re-running only the layers the edit can change."""
