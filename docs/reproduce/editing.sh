@@ -10,9 +10,10 @@ set -euo pipefail
 OUT=${OUT:-results/edit}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # rank-one 50 requests per kind, then knowledge neurons 20 and FT-L 10 per kind (fewer: see
-# docs/editing.md). scifact: about 80 min on 2 shared CPU cores (the corpus encode and the
-# layer-5 states about 25 min, rank-one about 10 s an edit, FT-L re-runs layer 5 over the
-# corpus per edit); nfcorpus about 60 min.
+# docs/editing.md). Measured here on 2 CPU cores shared with ~30 other busy threads:
+# scifact's corpus encode about 15 min, its layer-5 states about 75 min (about 5 GB of
+# memory), then 0.5-4 min per rank-one edit; expect several hours for the whole script
+# on such a machine (far less on a quiet one). nfcorpus (3,633 documents) about 0.7x that.
 # st:KIND:1 checks the first rank-one edit of KIND with sentence-transformers' own encode
 # (save the edited model, encode the whole corpus: about 15 min each here).
 python docs/reproduce/editing_runs.py ../shared/data/scifact $OUT rome:insert:50 rome:remove:50 \
