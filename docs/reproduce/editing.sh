@@ -14,7 +14,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # scifact's corpus encode about 15 min, its layer-5 states about 75 min (about 5 GB of
 # memory), then 0.5-4 min per rank-one edit; expect several hours for the whole script
 # on such a machine (far less on a quiet one). nfcorpus (3,633 documents) about 0.7x that.
-# st:KIND:1 checks the first rank-one edit of KIND with sentence-transformers' own encode
+# st:KIND:1 checks the first rank-one edit of KIND with sentence-transformers' own encode over the
+# whole corpus (not yet reached in this session; the sampled check is editing_st_check.sh)
 # (save the edited model, encode the whole corpus: about 15 min each here).
 python docs/reproduce/editing_runs.py ../shared/data/scifact $OUT rome:insert:50 rome:remove:50 \
     st:insert:1 st:remove:1 kn:insert:20 kn:remove:20 ft:insert:10 ft:remove:10
