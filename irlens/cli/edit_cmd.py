@@ -26,6 +26,7 @@ def edit_command(
     seed: int = typer.Option(0, help="Seed of the insert targets and paraphrases."),
     split: str = typer.Option("test", help="Which qrels/<split>.tsv the requests use."),
     max_length: int = typer.Option(None, help="Cut texts to this many tokens (faster)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
     max_docs: int = typer.Option(None, help="Quick runs: keep every judged document plus "
                                  "distractors up to N (the corpus is re-encoded per edit)."),
     max_queries: int = typer.Option(None, help="Quick runs: the first N judged queries."),
@@ -44,11 +45,14 @@ def edit_command(
     """Edit a bi-encoder so queries find (or lose) documents; measure efficacy,
     generalisation and locality by retrieval, and write edit.html."""
     from irlens.editing.study import EditConfig
+    from irlens.models.loading import _pick_device
 
+    _pick_device(device)
     config = EditConfig(editor=editor, kind=kind, n=n, seed=seed,
                         layer=layer, steps=steps, split=split,
                         max_docs=max_docs, max_queries=max_queries)
-    from irlens.editing import make_requests, run_edits, summarise
+    from irlens._io import atomic_path
+    from irlens.editing import EditBench, make_requests, run_edits, summarise
     from irlens.editing.report import render_edit_report
     from irlens.editing.study import _editor, edit_data
     from irlens.models import load_model
@@ -57,22 +61,25 @@ def edit_command(
         from irlens.editing.pipeline import edit_then_train
 
         train = {"split": train_split, "max_queries": train_max_queries}
-        frame = edit_then_train(model, data, out, config, train, max_length=max_length)
+        frame = edit_then_train(model, data, out, config, train, max_length=max_length,
+                                device=device)
         table = frame.pivot_table(index="stage", values=["holds", "ndcg10"], aggfunc="mean")
         if json_out:
             echo_json(table.to_dict(orient="index"))
         else:
             typer.echo(table.to_string())
         return
-    retriever = load_model(model, max_length=max_length)
+    retriever = load_model(model, device=device, max_length=max_length)
     frame = run_edits(retriever, data, out, config)
-    frame.to_parquet(out / "edits.parquet", index=False)
+    with atomic_path(out / "edits.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
     page = render_edit_report(frame, out / "edit.html", vars(config))
     summary = summarise(frame)
     if save is not None:
         dataset = edit_data(data, config)
-        requests = make_requests(retriever, dataset, kind, n, seed=seed)
-        _editor(config, retriever, dataset).fit(retriever, requests).save_model(
+        bench = EditBench(retriever, dataset)
+        requests = make_requests(retriever, dataset, kind, n, seed=seed, ranking=bench.before)
+        _editor(config, retriever, dataset, bench).fit(retriever, requests).save_model(
             retriever, save)
         typer.echo(f"edited model: {save}", err=True)
     typer.echo(f"page: {page}", err=True)

@@ -84,18 +84,22 @@ def key_covariance_loop(model: BiEncoder, texts: list[str], layer: int,
 
 
 def cached_covariance(model: BiEncoder, dataset, layer: int, n_docs: int = 1000,
-                      seed: int = 0, cache_dir: str | Path | None = None) -> torch.Tensor:
-    """:func:`key_covariance` over ``n_docs`` random documents, cached on disk."""
+                      seed: int = 0, cache_dir: str | Path | None = None,
+                      side: str = "doc") -> torch.Tensor:
+    """:func:`key_covariance` over ``n_docs`` random documents read by ``side``'s tower,
+    cached on disk; on the model's device."""
     rng = np.random.default_rng(seed)
     ids = dataset.doc_ids
     pick = sorted(rng.choice(len(ids), size=min(n_docs, len(ids)), replace=False).tolist())
     config = {"layer": layer, "n_docs": len(pick), "seed": seed}
+    if "shared" not in model.encoders():
+        config["side"] = side
     key = f"{model.fingerprint}|{dataset.fingerprint}|{sorted(config.items())}"
     folder = cache_folder("covariance", key, cache_dir)
     if (folder / "manifest.json").is_file():
-        return torch.from_numpy(KeyCovariance.load(folder).moment)
+        return torch.from_numpy(KeyCovariance.load(folder).moment).to(model.device)
     texts = dataset.doc_texts([ids[i] for i in pick])
-    moment = key_covariance(model, texts, layer)
+    moment = key_covariance(model, texts, layer, side=side)
     KeyCovariance(make_manifest("key-covariance", config, model=model, data=dataset),
-                  moment.numpy(), layer).save(folder)
+                  moment.cpu().numpy(), layer).save(folder)
     return moment

@@ -27,7 +27,7 @@ from irlens.activations.suffix import clean_states, layers_of, unsupported
 from irlens.models import Batch, BiEncoder
 
 __all__ = ["FFNInputs", "LayerInputs", "embed_from", "embed_with_ffn_change",
-           "ffn_inputs", "ffn_output_layer", "first_edited_layer", "layer_inputs"]
+           "ffn_inputs", "ffn_output_layer", "first_edited_layer", "layer_inputs", "select"]
 
 
 class _Reached(Exception):
@@ -155,6 +155,33 @@ def ffn_inputs(model: BiEncoder, texts: list[str], side: str, layer: int,
         out.post.append(states.post[0])
         out.base.append(states.out[0] + states.attn[0])
         out.calls.append(states.calls[layer + 1:])
+    return out
+
+
+def select(inputs: FFNInputs, rows: list[int]) -> FFNInputs:
+    """The states of texts ``rows`` (indices into the texts ``inputs`` was made from), in
+    that order, one text per chunk: kept states reused, no forward pass."""
+    where, start = {}, 0
+    for c, post in enumerate(inputs.post):
+        for r in range(post.shape[0]):
+            where[inputs.order[start + r]] = (c, r)
+        start += post.shape[0]
+    out = FFNInputs(inputs.side, inputs.layer, [], [], [], [], list(range(len(rows))))
+    for i in rows:
+        c, r = where[i]
+        size = inputs.post[c].shape[0]
+
+        def one(x, c=c, r=r, size=size):
+            return x[r:r + 1] if isinstance(x, torch.Tensor) and x.dim() and \
+                x.shape[0] == size else x
+
+        b = inputs.batches[c]
+        out.batches.append(Batch(*(None if t is None else t[r:r + 1] for t in (
+            b.input_ids, b.attention_mask, b.segments, b.token_type_ids)), side=b.side))
+        out.post.append(inputs.post[c][r:r + 1])
+        out.base.append(inputs.base[c][r:r + 1])
+        out.calls.append([(tuple(one(a) for a in args), {k: one(v) for k, v in kw.items()})
+                          for args, kw in inputs.calls[c]])
     return out
 
 

@@ -4,8 +4,10 @@ For each request (Meng et al. 2022's measures, read off a ranking of the whole c
 
 - **efficacy**: insert: the document reaches the query's top 10; remove: it leaves it.
   The rank before and after is kept.
-- **generalisation**: the same test on the request's paraphrases and on other queries
-  that judge the document relevant.
+- **generalisation**: the same test on the other judged queries that judge the document
+  relevant (real paraphrases of what the document answers; NaN when there are none).
+- **robustness**: the same test on the request's query with its words shuffled and with
+  one word dropped (nearly the same input for a mean-pooled encoder: reported apart).
 - **locality**: on every other judged query, the change in nDCG@10 (ir_measures), how
   many (query, document) pairs enter or leave a top 10, and the mean cosine between the
   old and the new document vectors.
@@ -13,7 +15,9 @@ For each request (Meng et al. 2022's measures, read off a ranking of the whole c
 The edited model re-encodes the whole corpus (an edit of a shared tower moves documents
 too). For an edit of layer ``l`` and above, the corpus and the queries are encoded up to
 layer ``l`` once (:mod:`irlens.editing.layer_cache`, kept for the last such layer while
-it fits ``cache_bytes``) and each measurement runs only the layers from ``l`` up.
+it fits ``cache_bytes``) and each measurement runs only the layers from ``l`` up; an edit
+of only the FFN output matrix is applied to the kept FFN keys through its low-rank factors
+(one rank-one edit: one matrix-vector product per text).
 """
 
 from __future__ import annotations
@@ -45,6 +49,17 @@ def ranking_run(ranking: Ranking, qids: list[str], k: int = 100) -> dict[str, di
             for q, idx, val in zip(qids, top.indices, top.values, strict=True)}
 
 
+def _factors(delta: torch.Tensor, rtol: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(left [r, H], right [I, r])`` with ``keys @ right @ left == keys @ delta.T`` for
+    ``delta`` [H, I], ``r`` its numerical rank (singular values below ``rtol`` x the largest
+    dropped), or the dense ``(I_H, delta.T)`` when the rank is not low."""
+    u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+    rank = int((s > rtol * s[0]).sum()) if s.numel() and s[0] > 0 else 0
+    if rank > min(delta.shape) // 4:
+        return torch.eye(delta.shape[0], dtype=delta.dtype, device=delta.device), delta.T
+    return (u[:, :rank] * s[:rank]).T, vh[:rank].T
+
+
 def _success(kind: str, rank: int) -> bool:
     return rank <= 10 if kind == "insert" else rank > 10
 
@@ -57,7 +72,7 @@ class EditBench:
     dataset: Dataset
     before: Ranking | None = None
     progress: bool = False
-    cache_bytes: int = 4 * 2**30  # the most the layer-state cache may hold
+    cache_bytes: int = 8 * 2**30  # the most the layer-state cache may hold
 
     def __post_init__(self) -> None:
         self._inputs: tuple | None = None  # (how, layer, doc states, query states)
@@ -89,11 +104,12 @@ class EditBench:
             names = {id(p): n for n, p in self.model.named_parameters()}
             weight, bias = (None if p is None else edit.deltas.get(names[id(p)])
                             for p in (dense.weight, dense.bias))
-            weight = torch.zeros_like(dense.weight) if weight is None else weight
+            left, right = _factors(torch.zeros_like(dense.weight) if weight is None else weight)
 
             def change(keys: torch.Tensor) -> torch.Tensor:  # what the delta adds to dense
-                return F.linear(keys, weight.to(keys.dtype),
-                                None if bias is None else bias.to(keys.dtype))
+                out = (keys @ right.to(keys.device, keys.dtype)) @ left.to(keys.device,
+                                                                           keys.dtype)
+                return out if bias is None else out + bias.to(keys.device, keys.dtype)
 
             docs, queries = (layer_cache.embed_with_ffn_change(self.model, s, change)
                              for s in self._states("ffn", ffn))
@@ -106,6 +122,24 @@ class EditBench:
                 return rank_corpus(self.model, self.dataset)
         return Ranking(self.dataset.doc_ids, self.dataset.query_ids, docs, queries,
                        self.model.similarity(queries, docs))
+
+    def doc_states(self, layer: int, texts: list[str]) -> layer_cache.FFNInputs | None:
+        """Layer ``layer``'s kept FFN states of these corpus documents (unedited model),
+        or None when a text is not in the corpus or the states would not fit."""
+        if not hasattr(self, "_rows"):
+            self._rows = {t: i for i, t in reversed(list(enumerate(self.dataset.doc_texts())))}
+        rows = [self._rows.get(t) for t in texts]
+        hidden = self.model.doc_encoder.config.hidden_size
+        size = self.before.docs.shape[0] * self.model.max_length * 4 * hidden
+        if None in rows or 5 * size > self.cache_bytes:
+            return None
+        return layer_cache.select(self._states("ffn", layer)[0], rows)
+
+    def ranked(self, edit: Edit) -> Ranking:
+        """The whole corpus ranked by the model with ``edit`` (the model as it was loaded,
+        plus the edit), re-running only the layers the edit can change."""
+        with torch.no_grad():
+            return self._rank_edited(edit)
 
     @torch.no_grad()
     def measure(self, edit: Edit, requests: list[EditRequest]) -> list[dict]:
@@ -132,18 +166,21 @@ class EditBench:
         for r in requests:
             rank_after = after.rank(r.query_id, r.doc_id)
             j = after.doc_ids.index(r.doc_id)
-            gen = []
+            robust = []
             for i in range(len(r.paraphrases)):
                 row = para_scores[offset + i]
-                gen.append(_success(r.kind, 1 + int((row > row[j]).sum())))
+                robust.append(_success(r.kind, 1 + int((row > row[j]).sum())))
             offset += len(r.paraphrases)
-            gen += [_success(r.kind, after.rank(q, r.doc_id)) for q in r.related_queries]
+            gen = [_success(r.kind, after.rank(q, r.doc_id)) for q in r.related_queries
+                   if q in after.query_ids]
             rows.append({
                 "kind": r.kind, "query_id": r.query_id, "doc_id": r.doc_id,
                 "rank_before": self.before.rank(r.query_id, r.doc_id),
                 "rank_after": rank_after, "efficacy": _success(r.kind, rank_after),
                 "generalisation": float(np.mean(gen)) if gen else float("nan"),
-                "n_generalisation": len(gen), "locality_delta_ndcg10": delta_ndcg,
+                "n_generalisation": len(gen),
+                "robustness": float(np.mean(robust)) if robust else float("nan"),
+                "n_robustness": len(robust), "locality_delta_ndcg10": delta_ndcg,
                 "locality_top10_changes": churn, "locality_doc_cosine": cosine,
                 "seconds": float(edit.info.get("seconds", float("nan"))) / len(requests),
             })

@@ -50,7 +50,7 @@ class StageRanks(Artifact):
 
 def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditConfig,
                     train: dict[str, Any] | None = None, progress: bool = True,
-                    max_length: int | None = None) -> pd.DataFrame:
+                    max_length: int | None = None, device: str = "auto") -> pd.DataFrame:
     """Run the four stages (see the module docstring); one row per (stage, request)."""
     from irlens.training import train_bi_encoder
 
@@ -59,7 +59,7 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
     if config.split == train.get("split", "train"):
         raise IrlensError("edit requests and training use the same split; edit test "
                           "queries and train on the train split")
-    base = load_model(model, max_length=max_length)
+    base = load_model(model, device=device, max_length=max_length)
     dataset = edit_data(data, config)
     store = Store(out, make_manifest("edit-pipeline", {**asdict(config), "train": train,
                                                        "model": model,
@@ -72,7 +72,7 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
                "edited+trained": str(out / "models" / "edited-trained"),
                "control+trained": str(out / "models" / "control-trained")}
     if not (Path(folders["edited"]) / "config.json").is_file():
-        edit = _editor(config, base, dataset).fit(base, requests)
+        edit = _editor(config, base, dataset, bench).fit(base, requests)
         edit.save_model(base, folders["edited"])
     for source, target in (("edited", "edited+trained"), ("base", "control+trained")):
         if not (Path(folders[target]) / "config.json").is_file():
@@ -81,7 +81,8 @@ def edit_then_train(model: str, data: str | Path, out: str | Path, config: EditC
 
     def stage(name: str):
         def run() -> StageRanks:
-            m = base if name == "base" else load_model(folders[name], max_length=max_length)
+            m = base if name == "base" else load_model(folders[name], device=device,
+                                                       max_length=max_length)
             ranking = bench.before if name == "base" else rank_corpus(m, dataset)
             ndcg = evaluate(ranking_run(ranking, bench.judged), dataset.qrels, ["nDCG@10"])
             rows = []

@@ -17,7 +17,7 @@ import pandas as pd
 from irlens.artifacts import Artifact, Manifest, Store, make_manifest, resume
 from irlens.data import load_dataset
 from irlens.editing.covariance import cached_covariance
-from irlens.editing.editors import EDITORS, make_editor
+from irlens.editing.editors import EDITORS, edited_side, make_editor
 from irlens.editing.measures import EditBench
 from irlens.editing.requests import KINDS, make_requests
 from irlens.errors import IrlensError
@@ -67,12 +67,16 @@ class EditRecord(Artifact):
         return f"{len(self.rows)} edits"
 
 
-def _editor(config: EditConfig, model: BiEncoder, dataset):
+def _editor(config: EditConfig, model: BiEncoder, dataset, bench: EditBench | None = None):
+    """The config's editor; ``bench`` (the model as loaded, on ``dataset``) lets the
+    rank-one editor fit against the whole corpus's competitors."""
     if config.editor == "rome":
         last = sum(1 for p in hook_points(model, "doc").values() if p.kind == "resid") - 1
         layer = last if config.layer is None else config.layer
-        moment = cached_covariance(model, dataset, layer, config.covariance_docs)
-        return make_editor("rome", moment=moment, layer=layer, steps=config.steps)
+        moment = cached_covariance(model, dataset, layer, config.covariance_docs,
+                                   side=edited_side(model))
+        return make_editor("rome", moment=moment, layer=layer, steps=config.steps,
+                           corpus=bench)
     if config.editor == "kn":
         return make_editor("kn", layer=config.layer)
     return make_editor(config.editor, layer=config.layer, steps=config.steps)
@@ -87,18 +91,22 @@ def edit_data(data: str | Path, config: EditConfig):
 
 
 def run_edits(model: BiEncoder, data: str | Path, out: str | Path, config: EditConfig,
-              progress: bool = True) -> pd.DataFrame:
-    """Make ``config.n`` requests, edit and measure each one; rows of every edit."""
+              progress: bool = True, bench: EditBench | None = None) -> pd.DataFrame:
+    """Make ``config.n`` requests, edit and measure each one; rows of every edit.
+    ``bench`` (of ``model`` on this config's data) may be shared by several runs, so its
+    layer states are computed once."""
     if not isinstance(model, BiEncoder):
         raise IrlensError("editing measures retrieval by a bi-encoder; load one (e.g. "
                           "'default')")
     dataset = edit_data(data, config)
     store = Store(out, make_manifest("edit-study", asdict(config), model=model, data=dataset))
-    bench = EditBench(model, dataset, progress=progress)
+    if bench is None or bench.model is not model or bench.dataset.fingerprint != \
+            dataset.fingerprint:
+        bench = EditBench(model, dataset, progress=progress)
     requests = make_requests(model, dataset, config.kind, config.n, seed=config.seed,
                              ranking=bench.before)
     start = time.perf_counter()
-    editor = _editor(config, model, dataset)
+    editor = _editor(config, model, dataset, bench)
     setup = time.perf_counter() - start
 
     def job(request):
@@ -118,7 +126,9 @@ def run_edits(model: BiEncoder, data: str | Path, out: str | Path, config: EditC
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (editor, kind): efficacy, median ranks, generalisation, locality, cost."""
+    """One row per (editor, kind): efficacy, median ranks, generalisation (mean over the
+    edits that have other judged queries; how many edits and queries that is), robustness
+    (shuffled / word-dropped query), locality and cost."""
     grouped = frame.groupby(["editor", "kind"])
     return pd.DataFrame({
         "edits": grouped.size(),
@@ -126,6 +136,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         "median_rank_before": grouped["rank_before"].median(),
         "median_rank_after": grouped["rank_after"].median(),
         "generalisation": grouped["generalisation"].mean(),
+        "generalisation_edits": grouped["n_generalisation"].apply(lambda s: int((s > 0).sum())),
+        "generalisation_queries": grouped["n_generalisation"].sum(),
+        "robustness": grouped["robustness"].mean(),
         "delta_ndcg10_mean": grouped["locality_delta_ndcg10"].mean(),
         "delta_ndcg10_max_abs": grouped["locality_delta_ndcg10"].apply(lambda s: s.abs().max()),
         "top10_changes_mean": grouped["locality_top10_changes"].mean(),
