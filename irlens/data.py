@@ -223,7 +223,7 @@ def sample_pairs(
     A pair is relevant when its grade is >= ``min_relevance`` and the doc is in the
     corpus. ``n=None`` returns every relevant pair, shuffled.
     """
-    pairs = _relevant_pairs(dataset, min_relevance)
+    pairs = relevant_pairs(dataset, min_relevance)
     random.Random(seed).shuffle(pairs)
     if n is None:
         return pairs
@@ -271,7 +271,7 @@ def sample_triplets(
         candidates = None if negatives == "random" else negatives  # type: ignore[assignment]
 
     rng = random.Random(seed)
-    pairs = _relevant_pairs(dataset, min_relevance)
+    pairs = relevant_pairs(dataset, min_relevance)
     rng.shuffle(pairs)
     doc_ids = dataset.doc_ids
     triplets: list[Triplet] = []
@@ -528,7 +528,7 @@ def _query_text(query: object) -> str:
 # --- sampling helpers --------------------------------------------------------------------
 
 
-def _relevant_pairs(dataset: Dataset, min_relevance: int) -> list[tuple[str, str]]:
+def relevant_pairs(dataset: Dataset, min_relevance: int) -> list[tuple[str, str]]:
     return [
         (qid, doc_id)
         for qid in dataset.query_ids

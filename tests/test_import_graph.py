@@ -20,9 +20,7 @@ def test_no_module_imports_one_on_a_higher_floor():
 # Left to the sessions that own these modules (issue 19): the trainers' shared setup and
 # the edit command's option table. Remove a line once its import is gone.
 NOT_YET = {("irlens.cli.edit_cmd", "irlens.editing.study._editor"),
-           ("irlens.training.bi_encoder", "irlens.models.loading._max_length"),
-           ("irlens.training.bi_encoder", "irlens.models.loading._pick_device"),
-           ("irlens.training.cross_encoder", "irlens.models.loading._pick_device")}
+           ("irlens.training.bi_encoder", "irlens.models.loading._max_length")}
 
 
 def test_no_private_name_crosses_a_package():

@@ -45,9 +45,9 @@ def edit_command(
     """Edit a bi-encoder so queries find (or lose) documents; measure efficacy,
     generalisation and locality by retrieval, and write edit.html."""
     from irlens.editing.study import EditConfig
-    from irlens.models.loading import _pick_device
+    from irlens.models.loading import pick_device
 
-    _pick_device(device)
+    pick_device(device)
     config = EditConfig(editor=editor, kind=kind, n=n, seed=seed,
                         layer=layer, steps=steps, split=split,
                         max_docs=max_docs, max_queries=max_queries)

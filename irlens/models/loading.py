@@ -103,7 +103,6 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-_pick_device = pick_device  # the old private name, still imported by irlens.training
 
 
 def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype:

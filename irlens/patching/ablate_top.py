@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from irlens.data import Dataset, _relevant_pairs
+from irlens.data import Dataset, relevant_pairs
 from irlens.errors import IrlensError
 from irlens.evaluation import evaluate
 from irlens.hooks import ablate
@@ -68,7 +68,7 @@ def ablate_top(model, dataset: Dataset, study: PatchingStudy, k: int = 3, n_pair
     from irlens.retrieval import bm25_search, rerank
 
     rest = held_out(dataset, chosen_on)
-    available = len(_relevant_pairs(rest, min_relevance))
+    available = len(relevant_pairs(rest, min_relevance))
     if not available:
         raise IrlensError(f"every query of {dataset.name} with a relevant pair chose the "
                           "components; sample fewer --pairs so some are held out")

@@ -223,7 +223,7 @@ def train_bi_encoder(
 
     from irlens.data import load_dataset
     from irlens.models import load_model, resolve_model_path
-    from irlens.models.loading import _pick_device
+    from irlens.models.loading import pick_device as _pick_device
 
     start = time.time()
     out = Path(out_dir)

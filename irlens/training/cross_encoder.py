@@ -305,7 +305,7 @@ def train_cross_encoder(
     from sentence_transformers.cross_encoder import losses as ce_losses
 
     from irlens.models import load_model, resolve_model_path
-    from irlens.models.loading import _pick_device
+    from irlens.models.loading import pick_device as _pick_device
 
     start = time.time()
     out = Path(out_dir)
