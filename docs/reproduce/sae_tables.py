@@ -15,21 +15,22 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def heldout(held: list[dict], insample: list[dict]) -> tuple[list[str], list[list]]:
-    """One row per (k, dataset): held-out and in-sample SAEs side by side."""
-    seen = {(r["k"], r["dataset"]): r for r in insample}
-    columns = ["k", "dataset", "nDCG@10 original", "queries+docs recon. (test queries "
-               "held out)", "kept, held out", "kept, in-sample (SAE saw the test queries)",
-               "FVU held out / in-sample", "dead held out"]
+def heldout(pairs: list[tuple[str, list[dict], list[dict]]]) -> tuple[list[str], list[list]]:
+    """One row per (setting, k, dataset): held-out and in-sample SAEs side by side."""
+    columns = ["setting", "k", "dataset", "nDCG@10 original", "queries+docs recon. (test "
+               "queries held out)", "kept, held out", "kept, in-sample (SAE saw the test "
+               "queries)", "FVU held out / in-sample", "dead held out"]
     rows = []
-    for r in sorted(held, key=lambda r: (r["k"], r["dataset"])):
-        other = seen[(r["k"], r["dataset"])]
-        assert r["held out"] == "queries held out", r
-        assert other["held out"] == "in-sample", other
-        rows.append([r["k"], r["dataset"], f"{r['original nDCG@10']:.4f}",
-                     f"{r['queries+docs nDCG@10']:.4f}", _pct(r["kept nDCG@10"]),
-                     _pct(other["kept nDCG@10"]), f"{r['fvu']:.3f} / {other['fvu']:.3f}",
-                     _pct(r["dead"])])
+    for label, held, insample in pairs:
+        seen = {(r["k"], r["dataset"]): r for r in insample}
+        for r in sorted(held, key=lambda r: (r["k"], r["dataset"])):
+            other = seen[(r["k"], r["dataset"])]
+            assert r["held out"] == "queries held out", r
+            assert other["held out"] == "in-sample", other
+            rows.append([label, r["k"], r["dataset"], f"{r['original nDCG@10']:.4f}",
+                         f"{r['queries+docs nDCG@10']:.4f}", _pct(r["kept nDCG@10"]),
+                         _pct(other["kept nDCG@10"]),
+                         f"{r['fvu']:.3f} / {other['fvu']:.3f}", _pct(r["dead"])])
     return columns, rows
 
 
@@ -50,19 +51,41 @@ def loco(left_out: list[dict], held: list[dict]) -> tuple[list[str], list[list]]
     return columns, rows
 
 
+def explain(summary: dict) -> tuple[list[str], list[list]]:
+    """Keyword explanations vs their shuffled control (embedding scorer), and the
+    interpretation confidence, from ``irlens sae explain``'s scores.json."""
+    columns = ["explanation", "latents scored", "embedding AUROC mean", "q25", "median", "q75"]
+    rows = []
+    for name, key in (("keywords (top 8 log-odds terms)", "embedding_auroc_keywords"),
+                      ("shuffled keywords (control)", "embedding_auroc_shuffled")):
+        d = summary[key]
+        rows.append([name, d["n"], *(f"{d[q]:.3f}" for q in ("mean", "q25", "median", "q75"))])
+    d = summary["f1"]
+    rows.append(["interpretation confidence F1 (terms predict firing)", d["n"],
+                 *(f"{d[q]:.3f}" for q in ("mean", "q25", "median", "q75"))])
+    return columns, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("table", choices=["sae_heldout", "sae_loco"])
-    parser.add_argument("--held", required=True, help="eval --json of the held-out SAEs")
-    parser.add_argument("--insample", help="eval --json of the in-sample SAEs")
+    parser.add_argument("table", choices=["sae_heldout", "sae_loco", "sae_explain"])
+    parser.add_argument("--held", help="eval --json of the held-out SAEs, "
+                        "or explain's scores.json")
+    parser.add_argument("--pair", nargs=3, action="append", default=[],
+                        metavar=("LABEL", "HELD", "INSAMPLE"),
+                        help="a setting's eval --json of the held-out and in-sample SAEs")
     parser.add_argument("--loco", nargs="*", default=[], help="eval --json per left-out")
     parser.add_argument("--out", required=True)
     parser.add_argument("--runtime", required=True)
     parser.add_argument("--notes", default="")  # filled in by hand after a run
     args = parser.parse_args()
-    held = _rows(args.held)
-    if args.table == "sae_heldout":
-        columns, rows = heldout(held, _rows(args.insample))
+    held = _rows(args.held) if args.held else []
+    if args.table == "sae_explain":
+        columns, rows = explain(held)
+        title = ("Keyword explanations of the held-out SAE (k=64) vs a shuffled control, "
+                 "scored on documents disjoint from those that chose them")
+    elif args.table == "sae_heldout":
+        columns, rows = heldout([(label, _rows(h), _rows(i)) for label, h, i in args.pair])
         title = ("SAE fidelity with test queries held out vs in-sample (TopK, 8x, balanced, "
                  "12 epochs)")
     else:

@@ -17,6 +17,7 @@ _MODEL = typer.Option("default", "--model", "-m", help="'default', a folder or a
 _DATA = typer.Option(..., "--data", "-d", help="BEIR folder; repeat the option.")
 _SPLIT = typer.Option("test", help="Qrels split (its queries are used).")
 _JSON = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
+_MAX_LENGTH = typer.Option(None, help="Cut texts to this many tokens [default: the model's].")
 _CACHE = typer.Option(None, "--embedding-cache", help="encode_corpus cache folder "
                       "[default: $IRLENS_CACHE_DIR or ~/.cache/irlens].")
 
@@ -63,10 +64,10 @@ def _sae_folders(path: Path) -> list[Path]:
     return [p.parent for p in found]
 
 
-def _load(model: str):
+def _load(model: str, max_length: int | None = None):
     from irlens.models import load_model
 
-    return load_model(model)
+    return load_model(model, max_length=max_length)
 
 
 def _input_width(model: str, hook: str | None) -> int | None:
@@ -113,6 +114,7 @@ def train_command(
                                  "proportion to its size."),
     max_docs: int = typer.Option(None, help="Keep at most this many documents per dataset."),
     max_queries: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
@@ -141,7 +143,7 @@ def train_command(
 
     if (dim := _input_width(model, hook)) is not None:
         sae_configs(dim)  # a k larger than the width fails here, before the weights load
-    retriever = _load(model)
+    retriever = _load(model, max_length)
     configs = sae_configs(hook_width(retriever, hook))  # before any activation is cached
     acts = cache_activations(retriever, datasets, out / "cache", hook=hook,
                              embedding_cache=embedding_cache)
@@ -165,6 +167,7 @@ def eval_command(
     model: str = _MODEL,
     split: str = _SPLIT,
     max_docs: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
@@ -176,7 +179,7 @@ def eval_command(
 
     folders = _sae_folders(sae)
     datasets = _datasets(data, split, max_docs, None)
-    retriever = _load(model)
+    retriever = _load(model, max_length)
     frames, rows = [], []
     queries = {}  # each dataset's queries are encoded once, for every SAE
     for folder in folders:
@@ -222,6 +225,7 @@ def explain_command(
     local_llm: bool = typer.Option(False, help="Explain with the offline Gemma 3 270M GGUF."),
     llm_latents: int = typer.Option(20, help="Latents the LLM explains."),
     max_docs: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
@@ -240,7 +244,7 @@ def explain_command(
 
         llm = ChatEndpoint(llm_url, llm_model)
     datasets = _datasets(data, split, max_docs, None)
-    retriever = _load(model)
+    retriever = _load(model, max_length)
     if local_llm:
         from irlens.sae.llm import LocalGGUF
 
@@ -270,6 +274,7 @@ def steer_command(
                                   "(times log(N/df))."),
     seed: int = typer.Option(0),
     max_docs: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
@@ -289,7 +294,7 @@ def steer_command(
     steps = _floats(deltas, "--deltas")
     chosen = _ints(latents, "--latents") if latents else []
     datasets = _datasets(data, split, max_docs, None)
-    retriever = _load(model)
+    retriever = _load(model, max_length)
     one = load_sae(folders[0])
     frames = []
     for ds in datasets:
