@@ -201,7 +201,11 @@ def eval_command(
                          "kept nDCG@10": fid.kept(), "fvu": fid.fvu, "l0": fid.l0,
                          "dead": fid.dead_share, "held out": fid.held_out,
                          "queries seen": fid.overlap.get("queries_seen"),
-                         "docs seen": fid.overlap.get("docs_seen")})
+                         "docs seen": fid.overlap.get("docs_seen"),
+                         "trained on": "; ".join(
+                             f"{t['dataset']} ({t.get('docs')} docs + {t.get('queries')} "
+                             f"{t.get('query_split')} queries)"
+                             for t in one.manifest.extra.get("trained_on", []))})
             typer.echo(fid.summary(), err=True)
     table = pd.DataFrame(rows)
     table.to_csv(out / "fidelity.csv", index=False)
