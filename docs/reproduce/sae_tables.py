@@ -24,8 +24,13 @@ def heldout(pairs: list[tuple[str, list[dict], list[dict]]]) -> tuple[list[str],
     for label, held, insample in pairs:
         seen = {(r["k"], r["dataset"]): r for r in insample}
         for r in sorted(held, key=lambda r: (r["k"], r["dataset"])):
-            other = seen[(r["k"], r["dataset"])]
             assert r["held out"] == "queries held out", r
+            other = seen.get((r["k"], r["dataset"]))
+            if other is None:  # the in-sample run did not finish
+                rows.append([label, r["k"], r["dataset"], f"{r['original nDCG@10']:.4f}",
+                             f"{r['queries+docs nDCG@10']:.4f}", _pct(r["kept nDCG@10"]),
+                             "not run", f"{r['fvu']:.3f} / -", _pct(r["dead"])])
+                continue
             assert other["held out"] == "in-sample", other
             rows.append([label, r["k"], r["dataset"], f"{r['original nDCG@10']:.4f}",
                          f"{r['queries+docs nDCG@10']:.4f}", _pct(r["kept nDCG@10"]),
@@ -81,7 +86,8 @@ def main() -> None:
         title = ("Keyword explanations of the held-out SAE (k=64) vs a shuffled control, "
                  "scored on documents disjoint from those that chose them")
     elif args.table == "sae_heldout":
-        columns, rows = heldout([(label, _rows(h), _rows(i)) for label, h, i in args.pair])
+        columns, rows = heldout([(label, _rows(h), _rows(i) if Path(i).is_file() else [])
+                                 for label, h, i in args.pair])
         title = ("SAE fidelity with test queries held out vs in-sample (TopK, 8x, balanced, "
                  "12 epochs)")
     else:
