@@ -14,4 +14,5 @@ irlens sae train -d "$DATA/scifact" -o "$OUT/B/loco-nfcorpus" --queries train,de
 irlens sae eval --sae "$OUT/B/loco-nfcorpus" -d "$DATA/nfcorpus" -o "$OUT/B/eval-loco-nfcorpus" \
   --max-length 128 --json > "$OUT/B/eval-loco-nfcorpus.json"
 python docs/reproduce/sae_tables.py sae_loco --loco "$OUT/B/eval-loco-nfcorpus.json" \
-  --out docs/results/sae_loco.json --runtime "about 30 min on 2 CPU cores shared with ~10 other jobs"
+  --out docs/results/sae_loco.json --runtime "about 30 min on 2 CPU cores shared with ~10 other jobs" \
+  --notes "k=64, TopK, 8x, lr 2e-3, batch 256, 12 epochs, documents and queries cut at 128 tokens (--max-length 128): an SAE trained on scifact only (documents + train queries), evaluated on nfcorpus, whose documents and queries it never saw. Only this one left-out collection was run (see docs/sae.md)."
