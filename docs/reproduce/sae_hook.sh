@@ -3,7 +3,7 @@
 # layer.3.ffn.post (1,536 units after the GELU), every token of scifact's first 40 documents
 # (documents only), TopK k=32, 2x = 3,072 latents, 2 epochs; FVU measured on the tokens of the
 # next 20 documents, which it never saw. Run from the repository root; DATA defaults to
-# ../shared/data. About 20 min on 2 busy CPU cores.
+# ../shared/data. About 40 min on 2 CPU cores shared with ~10 other jobs.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/sae-hook}
@@ -24,7 +24,7 @@ rows = [["layer.3.ffn.post", held["d_in"], f"{held['width']:,}", held["k"], f"{t
          f"{held['l0']:.1f}", f"{100 * held['dead_share']:.1f}%"]]
 Path("docs/results/sae_hook.json").write_text(json.dumps({
     "title": "Token-level SAE on an FFN hook point (default model, scifact documents)",
-    "command": "docs/reproduce/sae_hook.sh", "runtime": "about 15 min on 2 CPU cores",
+    "command": "docs/reproduce/sae_hook.sh", "runtime": "about 40 min on 2 CPU cores shared with ~10 other jobs",
     "columns": ["hook", "input width", "latents", "k", "training token rows",
                 "FVU, last training batch", "held-out token rows (20 other documents)",
                 "FVU held out", "L0 held out", "dead on held-out tokens"],
