@@ -18,6 +18,7 @@ _MODEL = typer.Option("default", "--model", "-m", help="'default', a folder or a
 _DATA = typer.Option(..., "--data", "-d", help="BEIR folder; repeat the option.")
 _SPLIT = typer.Option("test", help="Qrels split (its queries are used).")
 _JSON = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
+_MAX_LENGTH = typer.Option(None, help="Cut texts to this many tokens [default: the model's].")
 _CACHE = typer.Option(None, "--embedding-cache", help="encode_corpus cache folder "
                       "[default: $IRLENS_CACHE_DIR or ~/.cache/irlens].")
 
@@ -64,21 +65,25 @@ def _sae_folders(path: Path) -> list[Path]:
     return [p.parent for p in found]
 
 
-def _load(model: str):
+def _load(model: str, max_length: int | None = None):
     from irlens.models import load_model
 
-    return load_model(model)
+    return load_model(model, max_length=max_length)
 
 
-def _hidden_size(model: str) -> int | None:
-    """The model's vector size from its config alone (no weights); None when the config
-    cannot be read this way (``load_model`` then reports or handles it)."""
+def _input_width(model: str, hook: str | None) -> int | None:
+    """The SAE's input width from the model's config alone (no weights): the vector size,
+    or the FFN width for an ``ffn.pre``/``ffn.post`` hook; None when the config cannot be
+    read this way (the loaded model is checked again before caching)."""
     from transformers import AutoConfig
 
     from irlens.models import resolve_model_path
 
     try:
-        return int(AutoConfig.from_pretrained(resolve_model_path(model)).hidden_size)
+        cfg = AutoConfig.from_pretrained(resolve_model_path(model))
+        if hook is not None and hook.rsplit(".", 1)[-1] in ("pre", "post") and ".ffn." in hook:
+            return int(cfg.intermediate_size)
+        return int(cfg.hidden_size)
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -90,7 +95,12 @@ def train_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: cache/ and one run "
                              "folder per k (k64/sae is the SAE); a rerun resumes."),
     model: str = _MODEL,
-    split: str = _SPLIT,
+    queries: str = typer.Option("train,dev", help="Qrels splits whose queries join the "
+                                "documents as training rows (comma list, skipped where a "
+                                "dataset lacks them; 'none': documents only). Test queries "
+                                "(and train queries with a test query's text) stay held "
+                                "out unless 'test' is named; the SAE's manifest records "
+                                "what it was trained on."),
     k: str = typer.Option("64", help="Active latents; comma list trains one SAE per k."),
     expansion: int = typer.Option(16, help="Latents per input dimension."),
     batch_topk: bool = typer.Option(False, help="BatchTopK instead of TopK."),
@@ -105,25 +115,37 @@ def train_command(
                                  "proportion to its size."),
     max_docs: int = typer.Option(None, help="Keep at most this many documents per dataset."),
     max_queries: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
-    """Cache the vectors of every document and query of --data, then train SAEs."""
+    """Cache the vectors of every document of --data and of its --queries splits' queries,
+    then train SAEs."""
     from irlens.sae import SAEConfig, TrainConfig, cache_activations, train_sae
+    from irlens.sae.cache import hook_width
+    from irlens.sae.heldout import HELD_OUT, training_dataset
 
     ks = _ints(k, "--k")
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                        balance=balance)
-    datasets = _datasets(data, split, max_docs, max_queries)
+    splits = [s.strip() for s in queries.split(",") if s.strip() and s.strip() != "none"]
+    for path in data:
+        if not Path(path).is_dir():
+            raise IrlensError(f"{path} is not a folder; pass a BEIR folder to --data")
+    datasets = [training_dataset(p, splits, max_docs=max_docs, max_queries=max_queries)
+                for p in data]
+    if HELD_OUT in splits:
+        typer.echo(f"note: training on the {HELD_OUT} queries: fidelity on them will be "
+                   "in-sample", err=True)
 
     def sae_configs(dim: int) -> list[SAEConfig]:
         return [SAEConfig(d_in=dim, expansion_factor=expansion, k=one, batch_topk=batch_topk,
                           auxk_alpha=auxk_alpha, rank_kl=rank_kl) for one in ks]
 
-    if (dim := _hidden_size(model)) is not None:
+    if (dim := _input_width(model, hook)) is not None:
         sae_configs(dim)  # a k larger than the width fails here, before the weights load
-    retriever = _load(model)
-    configs = sae_configs(retriever.doc_encoder.config.hidden_size)
+    retriever = _load(model, max_length)
+    configs = sae_configs(hook_width(retriever, hook))  # before any activation is cached
     acts = cache_activations(retriever, datasets, out / "cache", hook=hook,
                              embedding_cache=embedding_cache)
     summary = []
@@ -146,6 +168,7 @@ def eval_command(
     model: str = _MODEL,
     split: str = _SPLIT,
     max_docs: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
@@ -157,7 +180,7 @@ def eval_command(
 
     folders = _sae_folders(sae)
     datasets = _datasets(data, split, max_docs, None)
-    retriever = _load(model)
+    retriever = _load(model, max_length)
     frames, rows = [], []
     queries = {}  # each dataset's queries are encoded once, for every SAE
     for folder in folders:
@@ -168,12 +191,22 @@ def eval_command(
             fid = evaluate_fidelity(retriever, one, ds, cache_dir=embedding_cache,
                                     query_vectors=queries[ds.name])
             fid.save(out / f"k{one.cfg.k}-{ds.name}")
+            if seen := fid.overlap.get("queries_seen"):
+                typer.echo(f"warning: {seen} of {len(ds.queries)} evaluated {ds.name} "
+                           f"queries were in the training rows of {folder}: in-sample",
+                           err=True)
             frames.append(fid.to_frame())
             rows.append({"k": one.cfg.k, "dataset": ds.name,
                          **{f"{s} {m}": v for s, ms in fid.scores.items()
                             for m, v in ms.items()},
                          "kept nDCG@10": fid.kept(), "fvu": fid.fvu, "l0": fid.l0,
-                         "dead": fid.dead_share})
+                         "dead": fid.dead_share, "held out": fid.held_out,
+                         "queries seen": fid.overlap.get("queries_seen"),
+                         "docs seen": fid.overlap.get("docs_seen"),
+                         "trained on": "; ".join(
+                             f"{t['dataset']} ({t.get('docs')} docs + {t.get('queries')} "
+                             f"{t.get('query_split')} queries)"
+                             for t in one.manifest.extra.get("trained_on", []))})
             typer.echo(fid.summary(), err=True)
     table = pd.DataFrame(rows)
     write_table(out / "fidelity.csv", table)
@@ -197,6 +230,7 @@ def explain_command(
     local_llm: bool = typer.Option(False, help="Explain with the offline Gemma 3 270M GGUF."),
     llm_latents: int = typer.Option(20, help="Latents the LLM explains."),
     max_docs: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
@@ -215,7 +249,7 @@ def explain_command(
 
         llm = ChatEndpoint(llm_url, llm_model)
     datasets = _datasets(data, split, max_docs, None)
-    retriever = _load(model)
+    retriever = _load(model, max_length)
     if local_llm:
         from irlens.sae.llm import LocalGGUF
 
@@ -245,6 +279,7 @@ def steer_command(
                                   "(times log(N/df))."),
     seed: int = typer.Option(0),
     max_docs: int = typer.Option(None),
+    max_length: int = _MAX_LENGTH,
     embedding_cache: Path = _CACHE,
     json_out: bool = _JSON,
 ) -> None:
@@ -264,7 +299,7 @@ def steer_command(
     steps = _floats(deltas, "--deltas")
     chosen = _ints(latents, "--latents") if latents else []
     datasets = _datasets(data, split, max_docs, None)
-    retriever = _load(model)
+    retriever = _load(model, max_length)
     one = load_sae(folders[0])
     frames = []
     for ds in datasets:

@@ -30,8 +30,9 @@ from irlens.artifacts import Artifact, Manifest, Store, check_compatible, make_m
 from irlens.cache import embedding_folder
 from irlens.data import Dataset
 from irlens.errors import IrlensError
+from irlens.sae.heldout import corpus_fingerprint, query_hash
 
-__all__ = ["ActivationShard", "Activations", "cache_activations", "cache_array"]
+__all__ = ["ActivationShard", "Activations", "cache_activations", "cache_array", "hook_width"]
 
 KIND = "sae-activations"
 SIDES = ("doc", "query")
@@ -219,15 +220,16 @@ def cache_activations(
     if len(set(names)) != len(names):
         raise IrlensError(f"dataset listed twice in {', '.join(names)}; list each once")
     if hook is not None:
-        from irlens.hooks import hook_points
-
-        points = hook_points(model)
-        if hook not in points:
-            raise IrlensError(f"unknown hook point '{hook}'; use one of "
-                              f"{', '.join(list(points)[:6])}, ... (irlens hooks)")
+        hook_width(model, hook)  # an unknown hook or attention maps fail here, in one line
+    # what the rows are: recorded in every SAE trained on them (irlens.sae.heldout)
     config = {"hook": hook, "sides": list(sides), "shard_size": shard_size,
               "sources": [{"name": d.name, "fingerprint": d.fingerprint,
-                           "queries": _queries_fingerprint(d)}
+                           "queries": _queries_fingerprint(d),
+                           "corpus": corpus_fingerprint(d) if "doc" in sides else None,
+                           "docs": len(d.corpus) if "doc" in sides else 0,
+                           "split": d.split,
+                           "query_hashes": sorted(query_hash(t) for t in d.queries.values())
+                           if "query" in sides else []}
                           for d in datasets]}
     fingerprint = model.fingerprint
     manifest = dataclasses.replace(
@@ -278,6 +280,27 @@ def cache_activations(
                                                  "rows": rows})
     final.write(store.folder)
     return Activations(store.folder)
+
+
+def hook_width(model, hook: str | None) -> int:
+    """Width of the rows a cache of ``hook`` holds (the pooled vector's size for
+    ``None``): the FFN's intermediate size for ``ffn.pre``/``ffn.post``, the hidden size
+    for the residual stream, ``ffn.out`` and the concatenated heads (``attn.heads``)."""
+    if hook is None:
+        return int(model.doc_encoder.config.hidden_size)
+    from irlens.hooks import hook_points
+
+    points = hook_points(model)
+    if hook not in points:
+        raise IrlensError(f"unknown hook point '{hook}'; use one of "
+                          f"{', '.join(list(points)[:6])}, ... (irlens hooks)")
+    point = points[hook]
+    if point.kind == "attn.probs":
+        raise IrlensError(f"hook point '{hook}' holds attention maps, not token rows; use "
+                          "a resid, ffn or attn.heads hook point")
+    if point.kind == "attn.heads":
+        return int(points["embeddings"].units)
+    return int(point.units)
 
 
 def cache_array(x: np.ndarray | torch.Tensor, out: str | Path, *, source: str = "array",

@@ -35,7 +35,8 @@ class LatentDictionary(Artifact):
     text]``), ``terms`` (``[term, z]``), ``precision``/``recall``/``f1``; ``frequency``
     [width] is the share of documents each latent fires on; ``histograms`` [n, bins] and
     ``hist_max`` [n] describe the activations of the listed latents (``latents`` order).
-    ``held_out`` lists the document ids kept out of the term statistics.
+    ``held_out`` lists the document ids kept out of the term statistics and of
+    ``top_docs`` (the examples an LLM explains from), for the scorers.
     """
 
     manifest: Manifest
@@ -75,6 +76,25 @@ class LatentDictionary(Artifact):
         f1 = [self.entries[str(j)]["f1"] for j in self.latents]
         return (f"{len(self.latents)} latents, {len(self.dead)} dead, median F1 "
                 f"{np.median(f1) if f1 else float('nan'):.2f}")
+
+
+TOKENS = r"(?u)\b[a-zA-Z][a-zA-Z0-9\-]+\b"
+
+
+def _count_terms(texts: list[str]):
+    """A fitted ``CountVectorizer`` and the term counts of ``texts`` (the training rows
+    only); with too few documents for its document-frequency limits, without them."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    for min_df, max_df in ((3, 0.5), (1, 1.0)):
+        vectorizer = CountVectorizer(stop_words="english", min_df=min_df, max_df=max_df,
+                                     token_pattern=TOKENS)
+        try:
+            return vectorizer, vectorizer.fit_transform(texts)
+        except ValueError:  # empty vocabulary: too few documents for these limits
+            continue
+    raise IrlensError(f"the {len(texts)} documents outside the held-out share hold no "
+                      "terms; pass documents with words (not only stop words)")
 
 
 @torch.no_grad()
@@ -126,7 +146,6 @@ def build_dictionary(
     A latent that never fires is listed in :attr:`LatentDictionary.dead`; asked for
     explicitly, it gets an empty entry instead of an error.
     """
-    from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.metrics import precision_recall_fscore_support
 
     n = len(doc_ids)
@@ -148,25 +167,21 @@ def build_dictionary(
     rng = np.random.default_rng(seed)
     test = np.zeros(n, dtype=bool)
     test[rng.permutation(n)[:max(1, int(round(n * held_out)))]] = True
-    vectorizer = CountVectorizer(stop_words="english", min_df=3, max_df=0.5,
-                                 token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9\-]+\b")
-    try:
-        counts = vectorizer.fit_transform([doc_texts[i] for i in np.flatnonzero(~test)])
-    except ValueError:  # vocabulary empty: too few documents
-        counts = vectorizer.fit_transform(doc_texts)
+    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
+    vectorizer, counts = _count_terms([doc_texts[i] for i in train_rows])
     vocab = vectorizer.get_feature_names_out()
     total = np.asarray(counts.sum(0)).ravel().astype(float)
     prior = prior_weight * total / max(total.sum(), 1)
     present = (vectorizer.transform([doc_texts[i] for i in np.flatnonzero(test)]) > 0)
     present = present.tocsc()
-    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
     q_z = (latent_matrix(sae, query_vectors).tocsc() if query_vectors is not None
            and len(query_vectors) else None)
 
     entries, hists, hist_max = {}, [], []
     for j in latents:
         col = z.getcol(j).toarray().ravel()
-        order = np.argsort(-col, kind="stable")[:n_top]
+        # examples (and so LLM prompts) come from the rows the scorers never see
+        order = train_rows[np.argsort(-col[train_rows], kind="stable")[:n_top]]
         top_docs = [[doc_ids[i], float(col[i]), doc_texts[i][:snippet]]
                     for i in order if col[i] > 0]
         top_queries = []

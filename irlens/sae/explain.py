@@ -2,7 +2,10 @@
 
 :func:`explain_sae` writes, in ``out``:
 
-- ``dictionary/``: the :class:`~irlens.sae.dictionary.LatentDictionary` artefact;
+- ``dictionary/``: the :class:`~irlens.sae.dictionary.LatentDictionary` artefact, keyed by
+  the SAE's fingerprint, the datasets and the options (another SAE rebuilds it); the
+  LLM's example documents come from its training rows, and every scorer uses only its
+  held-out documents, so the two never share a document;
 - ``scores.parquet`` / ``scores.json``: per latent, interpretation confidence, embedding
   AUROC of the keyword explanation and of a shuffled-explanation control, and (with an
   LLM) the LLM explanation's embedding AUROC and its detection scores, next to those of
@@ -17,6 +20,7 @@ still leaves them on disk (the error is raised afterwards).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,11 +30,13 @@ import pandas as pd
 import torch
 
 from irlens._io import atomic_path
+from irlens._warn import warn
 from irlens.artifacts import check_compatible
 from irlens.data import Dataset
 from irlens.errors import IrlensError
 from irlens.retrieval import encode_corpus
 from irlens.sae.dictionary import LatentDictionary, build_dictionary, latent_matrix
+from irlens.sae.heldout import corpus_fingerprint, query_hash
 from irlens.sae.html import save_browser
 from irlens.sae.scorers import (
     detection_margin_scores,
@@ -82,12 +88,20 @@ def explain_sae(model, sae, datasets: Sequence[Dataset], out: str | Path, *,
     docs = torch.cat(vecs)
     queries = model.encode_queries(qtexts, batch_size=batch_size) if qtexts else None
     path = out / "dictionary"
-    if (path / "manifest.json").is_file():
-        dictionary = LatentDictionary.load(path)
-    else:
+    # a dictionary is reused only for the same SAE weights, data and options
+    key = {"sae": sae.fingerprint, "n_latents": n_latents, "seed": seed,
+           "datasets": [[d.name, corpus_fingerprint(d), query_hash("\x1e".join(
+               f"{q}\x1f{t}" for q, t in d.queries.items()))] for d in datasets]}
+    dictionary = LatentDictionary.load(path) if (path / "manifest.json").is_file() else None
+    if dictionary is not None and dictionary.manifest.config.get("key") != key:
+        warn(f"{path} was built for another SAE, data or options; rebuilding it")
+        dictionary = None
+    if dictionary is None:
         dictionary = build_dictionary(sae, ids, texts, docs, query_ids=qids,
                                       query_texts=qtexts, query_vectors=queries,
                                       n_latents=n_latents, seed=seed)
+        dictionary.manifest = dataclasses.replace(
+            dictionary.manifest, config={**dictionary.manifest.config, "key": key})
         dictionary.save(path)
     z = latent_matrix(sae, docs).tocsc()
     row = {d: i for i, d in enumerate(ids)}

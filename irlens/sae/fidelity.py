@@ -4,7 +4,7 @@ For one dataset: search with the original vectors, with reconstructed document v
 and with reconstructed query and document vectors; score each run with ir_measures
 (nDCG@10 and R@100 by default) and report, over the dataset's documents and queries, the
 FVU (fraction of variance unexplained), the mean L0 and the share of latents never active
-(dead).
+(dead), and whether the dataset's documents and queries were in the SAE's training rows.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from irlens.errors import IrlensError
 from irlens.evaluation import evaluate
 from irlens.retrieval import encode_corpus
 from irlens.sae._vectors import vector_search
+from irlens.sae.heldout import training_overlap
 
 __all__ = ["Fidelity", "evaluate_fidelity", "reconstruction_stats"]
 
@@ -35,7 +36,9 @@ class Fidelity(Artifact):
     """Retrieval with original vs reconstructed vectors on one dataset.
 
     ``scores[setting][metric]`` for settings ``original``, ``docs`` (reconstructed
-    documents) and ``queries+docs``; ``fired`` [width] counts inputs each latent fired on.
+    documents) and ``queries+docs``; ``fired`` [width] counts inputs each latent fired on;
+    ``overlap`` says whether the documents and how many of the queries were in the SAE's
+    training rows (:func:`~irlens.sae.heldout.training_overlap`).
     """
 
     manifest: Manifest
@@ -47,6 +50,7 @@ class Fidelity(Artifact):
     dead_share: float
     n_vectors: int
     fired: np.ndarray
+    overlap: dict = dataclasses.field(default_factory=dict)
 
     kind: ClassVar[str] = "sae-fidelity"
     array_fields: ClassVar[tuple[str, ...]] = ("fired",)
@@ -66,9 +70,21 @@ class Fidelity(Artifact):
                              if self.scores["original"][metric] else float("nan")})
         return pd.DataFrame(rows)
 
+    @property
+    def held_out(self) -> str:
+        """'queries held out', 'in-sample' (some queries trained on), 'collection held
+        out' (documents unseen too) or 'unknown'."""
+        seen, docs = self.overlap.get("queries_seen"), self.overlap.get("docs_seen")
+        if seen is None:
+            return "unknown"
+        if seen:
+            return "in-sample"
+        return "queries held out" if docs else "collection held out"
+
     def summary(self) -> str:
-        return (f"{self.dataset} k={self.k}: nDCG@10 kept {self.kept():.1%}, FVU "
-                f"{self.fvu:.3f}, L0 {self.l0:.1f}, dead {self.dead_share:.1%}")
+        return (f"{self.dataset} k={self.k} ({self.held_out}): nDCG@10 kept "
+                f"{self.kept():.1%}, FVU {self.fvu:.3f}, L0 {self.l0:.1f}, dead "
+                f"{self.dead_share:.1%}")
 
 
 @torch.no_grad()
@@ -125,4 +141,5 @@ def evaluate_fidelity(model, sae, dataset: Dataset, *,
                              model=model, data=dataset)
     return Fidelity(manifest=manifest, dataset=dataset.name, k=sae.cfg.k, scores=scores,
                     fvu=fvu, l0=l0, dead_share=float((fired == 0).mean()),
-                    n_vectors=len(both), fired=fired)
+                    n_vectors=len(both), fired=fired,
+                    overlap=training_overlap(sae, dataset))

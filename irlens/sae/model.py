@@ -3,8 +3,9 @@
 ``z = TopK(ReLU(W_enc (x - b_dec) + b_enc))``, ``x_hat = W_dec z + b_dec`` (Gao et al.,
 "Scaling and evaluating sparse autoencoders", 2024), with unit-norm decoder rows and the
 AuxK loss that trains dead latents on the residual. BatchTopK (Bussmann et al., 2024)
-keeps the ``k * batch`` largest activations of a batch while training and a learned
-threshold (a JumpReLU) at inference.
+keeps the ``k * batch`` largest activations of a batch while training and, at inference,
+a threshold (a JumpReLU) set after training to the ``k * rows``-th largest
+pre-activation over the training data.
 
 Built on EleutherAI's ``sparsify.SparseCoder`` (its parameters, TopK encoder at inference,
 decoder-norm helpers); written here: BatchTopK, which sparsify lacks, and the TopK
@@ -92,7 +93,7 @@ class SparseAutoencoder(nn.Module):
         self.cfg = cfg
         self.coder = SparseCoder(cfg.d_in, SparseCoderConfig(
             k=cfg.k, num_latents=cfg.width, normalize_decoder=True))
-        # BatchTopK inference threshold (a JumpReLU); learned while training
+        # BatchTopK inference threshold (a JumpReLU); set by train_sae after training
         self.register_buffer("threshold", torch.zeros(()))
         self.manifest = manifest or make_manifest(KIND, dataclasses.asdict(cfg))
 
@@ -108,6 +109,17 @@ class SparseAutoencoder(nn.Module):
     @property
     def b_dec(self) -> Tensor:
         return self.coder.b_dec
+
+    @property
+    def fingerprint(self) -> str:
+        """sha1 of the configuration and every weight (keys results made with this SAE)."""
+        import hashlib
+
+        digest = hashlib.sha1(json.dumps(dataclasses.asdict(self.cfg), sort_keys=True).encode())
+        for name, value in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def pre_acts(self, x: Tensor) -> Tensor:
         """ReLU pre-activations [n, width]."""

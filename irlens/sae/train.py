@@ -28,10 +28,12 @@ from irlens._io import atomic_path
 from irlens.artifacts import Manifest, Store
 from irlens.errors import IrlensError
 from irlens.sae.cache import Activations
+from irlens.sae.heldout import trained_on
 from irlens.sae.model import SAEConfig, SparseAutoencoder, geometric_median, load_sae
 from irlens.sae.topk import topk_encode
 
-__all__ = ["TrainConfig", "rank_kl_loss", "train_sae", "training_step"]
+__all__ = ["TrainConfig", "batch_topk_threshold", "rank_kl_loss", "train_sae",
+           "training_step"]
 
 KIND = "sae-training"
 
@@ -89,10 +91,6 @@ def training_step(sae: SparseAutoencoder, x: Tensor, dead_mask: Tensor | None
         z, pre = sae.batch_topk(x)
         x_hat = sae.decode(z)
         fired = (z > 0).any(0)
-        with torch.no_grad():
-            kept = z[z > 0]
-            if kept.numel():
-                sae.threshold.mul_(0.99).add_(0.01 * kept.min())
     else:
         enc = sae.coder.encoder
         acts, idx = topk_encode(x - sae.b_dec, enc.weight, enc.bias, cfg.k)
@@ -126,6 +124,25 @@ def training_step(sae: SparseAutoencoder, x: Tensor, dead_mask: Tensor | None
         loss = loss + cfg.rank_kl * kl
         parts["rank_kl"] = float(kl.detach())
     return loss, parts, fired
+
+
+@torch.no_grad()
+def batch_topk_threshold(sae: SparseAutoencoder, acts: Activations, chunk: int = 4096
+                         ) -> float:
+    """The BatchTopK inference threshold: the ``k * rows``-th largest pre-activation over
+    every row of ``acts`` (one pass, keeping only the running top values), so that a
+    JumpReLU at it fires ``k`` latents per row on average, as BatchTopK over the whole
+    data would."""
+    keep = sae.cfg.k * len(acts)
+    top = torch.empty(0)
+    for x in acts.shards():
+        for s in range(0, len(x), chunk):
+            pre = sae.pre_acts(torch.from_numpy(x[s:s + chunk])).flatten()
+            pre = pre[pre > 0]
+            top = torch.cat([top, pre])
+            if len(top) > keep:
+                top = top.topk(keep, sorted=False).values
+    return float(top.min()) if len(top) >= keep else 0.0
 
 
 def train_sae(acts: Activations, out: str | Path, sae_config: SAEConfig | None = None,
@@ -215,10 +232,12 @@ def train_sae(acts: Activations, out: str | Path, sae_config: SAEConfig | None =
                 break
     bar.close()
     sae.eval()
+    if cfg.batch_topk:
+        sae.threshold.fill_(batch_topk_threshold(sae, acts))
     samples = total * tcfg.batch_size
     training = {"steps": total, "samples": samples, "seconds": state["seconds"],
                 "samples_per_s": samples / max(state["seconds"], 1e-9), **state["last"]}
-    sae.save(store.folder / "sae", training=training)
+    sae.save(store.folder / "sae", training=training, trained_on=trained_on(cache.config))
     ckpt.unlink(missing_ok=True)
     # the trained module is what was saved: hand it back with the saved manifest, no reload
     sae.manifest = Manifest.read(store.folder / "sae")
