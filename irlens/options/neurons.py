@@ -55,6 +55,10 @@ def _positions(value: str) -> str | None:
     return one_of("all", *Segment.NAMES)(value)
 
 
+SCORE = Option("score", "str", "relevant", "relevant, contrast or nonrelevant.",
+               one_of("irlens.neurons.selection:SCORES"))
+
+
 NEURONS = Table("neurons", [
     MODEL.but(help="'default', a model folder (e.g. a cross-encoder from `irlens train`) or a HF "
                    "id."),
@@ -96,8 +100,7 @@ NEURONS = Table("neurons", [
            "Top p% of units for selections and overlaps.",
            below(100, fix="pass a percentage such as 1")),
     Option("kind", "str", "ffn", "Units to select: ffn or attn (heads).", one_of("ffn", "attn")),
-    Option("score", "str", "relevant",
-           "relevant, contrast or nonrelevant.", one_of("irlens.neurons.selection:SCORES")),
+    SCORE,
     Option("segment", "str", "all", "Aggregate to select on: all or a segment."),
     DEVICE.but(help="Where the model runs."),
     MEMORY_BUDGET.but(help="Activation memory per NIG chunk."),
@@ -123,8 +126,7 @@ PRUNE = Table("prune", [
     Option("layer_p", "float", 1.0,
            "Per-layer pruning: top p% of each layer alone (0 to skip).", _layer_p),
     Option("kind", "str", "ffn", "ffn units or attn heads.", one_of("ffn", "attn")),
-    Option("score", "str", "relevant",
-           "relevant, contrast or nonrelevant.", one_of("irlens.neurons.selection:SCORES")),
+    SCORE,
     Option("segment", "str", "all", "Aggregate the units are ranked by."),
     Option("scope", "str", "global",
            "Top p% over all layers, or of each layer.", one_of("irlens.neurons.selection:SCOPES")),

@@ -53,6 +53,16 @@ def _same_split(values: dict[str, Any]) -> str | None:
     return None
 
 
+EPOCHS = Option("epochs", "int", 1, "Training epochs.", at_least(1))
+
+
+LR = Option("lr", "float", 2e-05, "Learning rate (10%% linear warm-up).", positive())
+
+
+SAVE_STEPS = Option("save_steps", "int", 50, "Checkpoint every N steps.", at_least(1),
+                    results=False)
+
+
 EVALUATE = Table("evaluate", [
     MODEL.but(default=...,
               help="The retriever: 'bm25' (lexical baseline), 'default' (all-MiniLM-L6-v2, "
@@ -118,7 +128,7 @@ TRAIN_BI = Table("train bi-encoder", [
            "BM25 hard negatives per query (never judged relevant).", at_least(0)),
     Option("bm25_depth", "int", 100, "BM25 candidates the negatives come from.", at_least(1)),
     MAX_QUERIES.but(help="Train on at most N queries."),
-    Option("epochs", "int", 1, "Training epochs.", at_least(1)),
+    EPOCHS,
     BATCH_SIZE.but(default=32,
                    help="Queries per step (in-batch negatives).",
                    check=at_least(2, "in-batch negatives need 2 or more queries per step"),
@@ -126,7 +136,7 @@ TRAIN_BI = Table("train bi-encoder", [
     Option("mini_batch_size", "int", None,
            "Cached MNRL (GradCache): forward this many at a time, for big batches in small "
            "memory.", at_least(1)),
-    Option("lr", "float", 2e-05, "Learning rate (10%% linear warm-up).", positive()),
+    LR,
     Option("max_seq_length", "int", 128,
            "Token limit while training (evaluation uses the base's).", at_least(8)),
     Option("eval_split", "str", "test",
@@ -137,7 +147,7 @@ TRAIN_BI = Table("train bi-encoder", [
     Option("eval_max_length", "int", None,
            "Document token limit when evaluating [default: the base's].", at_least(8)),
     SEED.but(help="Seed for data and training."),
-    Option("save_steps", "int", 50, "Checkpoint every N steps.", at_least(1), results=False),
+    SAVE_STEPS,
     DEVICE.but(help="Where training runs."),
 ], rules=[_same_split])
 
@@ -163,12 +173,12 @@ TRAIN_CROSS = Table("train cross-encoder", [
     Option("distillation", "str", "listwise",
            "With --teacher: 'listwise' (ListNet on the teacher's softmax) or 'margin-mse'.",
            one_of("listwise", "margin-mse")),
-    Option("epochs", "int", 1, "Training epochs.", at_least(1)),
+    EPOCHS,
     BATCH_SIZE.but(default=16, help="Groups (BCE: pairs) per step.", results=True),
-    Option("lr", "float", 2e-05, "Learning rate (10%% linear warm-up).", positive()),
+    LR,
     MAX_LENGTH.but(default=256, help="Token limit of a (query, document) pair.", check=at_least(8)),
     SEED.but(help="Seed for data and training."),
-    Option("save_steps", "int", 50, "Checkpoint every N steps.", at_least(1), results=False),
+    SAVE_STEPS,
     Option("eval_data", "path", None,
            "BEIR folder to rerank on [default: the first --data folder that has --eval-split]."),
     Option("eval_split", "str", "test", "Split to evaluate on."),

@@ -83,6 +83,11 @@ def _k_fits(values: dict[str, Any]) -> str | None:
     return None
 
 
+EMBEDDING_CACHE = Option("embedding_cache", "path", None, "encode_corpus cache folder "
+                         "[default: $IRLENS_CACHE_DIR or ~/.cache/irlens].", results=False,
+                         flags=("--embedding-cache",))
+
+
 SAE_TRAIN = Table("sae train", [
     DATA.but(help="BEIR folder; repeat the option.", kind="list"),
     OUT.but(help="Output folder: cache/ and one run folder per k (k64/sae is the SAE); a rerun "
@@ -105,9 +110,7 @@ SAE_TRAIN = Table("sae train", [
            "Sample every dataset equally often, not in proportion to its size."),
     MAX_DOCS.but(help="Keep at most this many documents per dataset."),
     MAX_QUERIES.but(help="Keep at most this many queries per dataset."),
-    Option("embedding_cache", "path", None,
-           "encode_corpus cache folder [default: $IRLENS_CACHE_DIR or ~/.cache/irlens].",
-           results=False, flags=("--embedding-cache",)),
+    EMBEDDING_CACHE,
     JSON.but(help="Print the summary as JSON on stdout."),
 ], rules=[_k_fits])
 
@@ -119,9 +122,7 @@ SAE_EVAL = Table("sae eval", [
     MODEL.but(help="'default', a folder or a HF id."),
     SPLIT.but(help="Qrels split (its queries are used)."),
     MAX_DOCS.but(help="Keep at most this many documents per dataset."),
-    Option("embedding_cache", "path", None,
-           "encode_corpus cache folder [default: $IRLENS_CACHE_DIR or ~/.cache/irlens].",
-           results=False, flags=("--embedding-cache",)),
+    EMBEDDING_CACHE,
     JSON.but(help="Print the summary as JSON on stdout."),
 ])
 
@@ -138,9 +139,7 @@ SAE_EXPLAIN = Table("sae explain", [
     Option("local_llm", "bool", False, "Explain with the offline Gemma 3 270M GGUF."),
     Option("llm_latents", "int", 20, "Latents the LLM explains.", at_least(0)),
     MAX_DOCS.but(help="Keep at most this many documents per dataset."),
-    Option("embedding_cache", "path", None,
-           "encode_corpus cache folder [default: $IRLENS_CACHE_DIR or ~/.cache/irlens].",
-           results=False, flags=("--embedding-cache",)),
+    EMBEDDING_CACHE,
     JSON.but(help="Print the summary as JSON on stdout."),
 ])
 
@@ -164,8 +163,6 @@ SAE_STEER = Table("sae steer", [
            comma_list(one_of("irlens.sae.steering:WEIGHTINGS"), example="mass,idf")),
     SEED,
     MAX_DOCS.but(help="Keep at most this many documents per dataset."),
-    Option("embedding_cache", "path", None,
-           "encode_corpus cache folder [default: $IRLENS_CACHE_DIR or ~/.cache/irlens].",
-           results=False, flags=("--embedding-cache",)),
+    EMBEDDING_CACHE,
     JSON.but(help="Print the summary as JSON on stdout."),
 ], rules=[_latents_fit])
