@@ -150,7 +150,7 @@ ROWS = [
     ("neurons", "--ffn mid", r"--ffn must be one of post, pre"),
     ("neurons", "--output score", r"--output must be one of prob, logit, similarity"),
     ("neurons", "--target all", r"--target must be one of both, query, doc"),
-    ("neurons", "--baseline unk", r"--baseline must be one of pad, mask, zero"),
+    ("neurons", "--baseline unk", r"unknown baseline 'unk'; use pad, mask, zero, text:"),
     ("neurons", "--rule simpson", r"unknown rule 'simpson'"),
     ("neurons", "--p 0", r"--p must be in \(0, 100\], got 0"),
     ("neurons", "--kind mlp", r"--kind must be one of ffn, attn"),

@@ -43,10 +43,10 @@ def _no_such_folder(value: Any) -> None:
 
 
 MODEL = Option("model", "str", "default", "'default', a model folder or a Hugging Face id.",
-               library(check_model), flags=("--model", "-m"))
+               library(check_model), flags=("--model", "-m"), last=True)
 MODELS = MODEL.but(kind="list", default=...)
 DATA = Option("data", "path", ..., "A BEIR folder.", library(_no_such_folder),
-              flags=("--data", "-d"))
+              flags=("--data", "-d"), last=True)
 OUT = Option("out", "path", ..., "Output folder (resumable).", results=False,
              flags=("--out", "-o"))
 SPLIT = Option("split", "str", "test", "Which qrels/<split>.tsv to use.")

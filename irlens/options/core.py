@@ -31,6 +31,7 @@ class Option:
     flags: tuple[str, ...] = ()  # CLI spellings [default: --the-name]
     argument: bool = False  # a positional CLI argument
     metavar: str | None = None
+    last: bool = False  # checked after the others (it reads files: a model, a folder)
 
     @property
     def flag(self) -> str:
@@ -89,7 +90,7 @@ class Table:
 
     def validate(self, values: Mapping[str, Any]) -> None:
         """Raise a one-line :class:`IrlensError` for the first bad value or rule."""
-        for name, option in self.options.items():
+        for name, option in sorted(self.options.items(), key=lambda kv: kv[1].last):
             if name in values:
                 option.validate(_plain(values[name]))
         plain = {k: _plain(v) for k, v in values.items()}

@@ -38,6 +38,12 @@ def _nig_rule(rule: str) -> None:
     check_nig_options(rule=rule)
 
 
+def _baseline(baseline: str) -> None:
+    from irlens.neurons.nig import check_nig_options
+
+    check_nig_options(baseline=baseline)
+
+
 def _metrics(text: str) -> None:
     from irlens.evaluation import parse_metrics
 
@@ -92,7 +98,7 @@ NEURONS = Table("neurons", [
     Option("target", "str", None,
            "Segments that move: both, query, doc [default: both for cross-encoders, doc for "
            "bi-encoders].", one_of("both", "query", "doc")),
-    Option("baseline", "str", "pad", "pad, mask or zero.", one_of("pad", "mask", "zero")),
+    Option("baseline", "str", "pad", "pad, mask, zero or text:<words>.", library(_baseline)),
     Option("rule", "str", "riemann_right",
            "riemann_right (paper), riemann_left (Captum) or riemann_trapezoid.",
            library(_nig_rule)),
