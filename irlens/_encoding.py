@@ -5,16 +5,20 @@ One folder per (model, dataset) key::
     embeddings.npy   the finished matrix [n_docs, dim], float32, rows in doc_ids order
     manifest.json    fingerprints, plus the matrix's shape and checksum (blake2b)
     partial.npy      while encoding: the matrix being filled, a numpy memory map
-    progress.json    while encoding: how many documents (longest first) are in partial.npy
+    progress.json    while encoding: the saved chunks of partial.npy (documents longest
+                     first), each with its end, truncation count and checksum
     .lock            a file lock: one writer per entry; a second run waits, then reads
 
 Documents are encoded longest first (batches of similar length pad little, as in
 sentence-transformers) and written straight into their rows of the memory map, so the
 matrix is never held twice. Progress is saved after every chunk; chunks start at one
 batch and double up to ``chunk_size``, so a run killed in its first minutes (the longest
-documents come first) keeps what it finished. Every load checks the shape and checksum;
-a damaged entry is recomputed with a warning. Own code rather than a library's:
-sentence-transformers encodes in memory only, with no resume, lock or integrity check.
+documents come first) keeps what it finished. A resumed run verifies every saved chunk's
+checksum first and recomputes from the first chunk that differs (a partial matrix edited,
+shifted or half-written after its progress was saved is never trusted). Every load checks
+the shape and checksum; a damaged entry is recomputed with a warning. Own code rather
+than a library's: sentence-transformers encodes in memory only, with no resume, lock or
+integrity check.
 """
 
 from __future__ import annotations
@@ -146,72 +150,110 @@ def _encode_into(model: BiEncoder, texts: list[str], folder: Path, batch_size: i
 
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     shape = (len(texts), model._dim())
-    state = _read_progress(folder, shape)
-    if state is None:
+    chunks = _verified_chunks(folder, shape, order)
+    if chunks is None:
         matrix = open_memmap(folder / PARTIAL, mode="w+", dtype=np.float32, shape=shape)
-        state = {"shape": list(shape), "done": 0, "truncated": 0}
+        chunks = []
         matrix.flush()
-        write_json(folder / PROGRESS, state)
+        _save_progress(folder, shape, chunks)
     else:
         matrix = open_memmap(folder / PARTIAL, mode="r+")
-    done, truncated = state["done"], state["truncated"]
+        _save_progress(folder, shape, chunks)  # chunks that failed their checksum are gone
+    done = chunks[-1]["end"] if chunks else 0
+    truncated = sum(c["truncated"] for c in chunks)
     bar = tqdm(total=len(order), initial=done, desc=desc, unit="doc", disable=not progress)
     if executor is not None:  # e.g. Ray workers encode the chunks; only this process writes
-        done, truncated = _encode_remote(executor.encode, model, texts, order, matrix, folder,
-                                         shape, done, truncated, batch_size, chunk_size, bar)
+        done = _encode_remote(executor.encode, model, texts, order, matrix, folder, shape,
+                              chunks, batch_size, chunk_size, bar)
+        truncated = sum(c["truncated"] for c in chunks)
     size = batch_size
     while done < len(order):
-        end = min(len(order), done + size)
+        end, cut = min(len(order), done + size), 0
         for start in range(done, end, batch_size):
             idx = order[start : min(end, start + batch_size)]
-            vectors, cut = model.encode_batch([texts[i] for i in idx], "doc")
+            vectors, n_cut = model.encode_batch([texts[i] for i in idx], "doc")
             matrix[idx] = vectors.numpy()
-            truncated += cut
+            cut += n_cut
             bar.update(len(idx))
-        matrix.flush()
-        done = end
-        write_json(folder / PROGRESS, {"shape": list(shape), "done": done,
-                                       "truncated": truncated})
+        _add_chunk(folder, shape, chunks, matrix, order, done, end, cut)
+        done, truncated = end, truncated + cut
         size = min(max(chunk_size, batch_size), size * 2)
     bar.close()
     del matrix
     model._warn_truncated(truncated, len(texts), "documents")
 
 
+def _add_chunk(folder: Path, shape: tuple[int, int], chunks: list[dict[str, Any]],
+               matrix: np.ndarray, order: list[int], start: int, end: int, cut: int) -> None:
+    """Flush rows ``order[start:end]`` to disk, then record them as a saved chunk with
+    their checksum (the progress file only ever names rows that are on disk)."""
+    matrix.flush()
+    chunks.append({"end": end, "truncated": cut,
+                   "checksum": checksum(matrix[order[start:end]])})
+    _save_progress(folder, shape, chunks)
+
+
+def _save_progress(folder: Path, shape: tuple[int, int], chunks: list[dict[str, Any]]) -> None:
+    write_json(folder / PROGRESS, {"shape": list(shape),
+                                   "done": chunks[-1]["end"] if chunks else 0,
+                                   "truncated": sum(c["truncated"] for c in chunks),
+                                   "chunks": chunks})
+
+
 def _encode_remote(remote, model: BiEncoder, texts: list[str], order: list[int],
-                   matrix: np.ndarray, folder: Path, shape: tuple[int, int], done: int,
-                   truncated: int, batch_size: int, chunk_size: int, bar) -> tuple[int, int]:
-    """Send the rows after ``done`` to Ray workers in chunks; write each returned chunk
-    into the memmap, and advance the saved progress over the finished prefix only (a
-    crash then resumes exactly as a single-process run would)."""
+                   matrix: np.ndarray, folder: Path, shape: tuple[int, int],
+                   chunks: list[dict[str, Any]], batch_size: int, chunk_size: int,
+                   bar) -> int:
+    """Send the rows after the saved chunks to Ray workers; write each returned chunk into
+    the memmap, and record chunks over the finished prefix only (a crash then resumes
+    exactly as a single-process run would). Returns how many rows are done."""
+    done = chunks[-1]["end"] if chunks else 0
     size = max(chunk_size, batch_size)
-    chunks = [(s, [texts[i] for i in order[s : s + size]]) for s in range(done, len(order), size)]
+    jobs = [(s, [texts[i] for i in order[s : s + size]]) for s in range(done, len(order), size)]
     finished: dict[int, tuple[int, int]] = {}
-    for start, (vectors, cut) in remote(model, chunks, batch_size):
+    for start, (vectors, cut) in remote(model, jobs, batch_size):
         matrix[order[start : start + len(vectors)]] = vectors
         finished[start] = (len(vectors), cut)
         bar.update(len(vectors))
-        if start == done:
-            while done in finished:
-                rows, cut = finished.pop(done)
-                done, truncated = done + rows, truncated + cut
-            matrix.flush()
-            write_json(folder / PROGRESS, {"shape": list(shape), "done": done,
-                                           "truncated": truncated})
-    return done, truncated
+        while done in finished:
+            rows, cut = finished.pop(done)
+            _add_chunk(folder, shape, chunks, matrix, order, done, done + rows, cut)
+            done += rows
+    return done
 
 
-def _read_progress(folder: Path, shape: tuple[int, int]) -> dict[str, Any] | None:
-    """The saved progress of a partial run, if it fits this matrix; else None."""
+def _verified_chunks(folder: Path, shape: tuple[int, int],
+                     order: list[int]) -> list[dict[str, Any]] | None:
+    """The saved chunks of a partial run whose rows still match their checksums, up to the
+    first that does not (a warning names it); None when there is nothing to resume."""
     partial, progress = folder / PARTIAL, folder / PROGRESS
     if not (partial.is_file() and progress.is_file()):
         return None
     try:
         state = json.loads(progress.read_text())
-        on_disk = np.load(partial, mmap_mode="r").shape
-    except (OSError, ValueError, EOFError):
+        matrix = np.load(partial, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as err:
+        warn(f"embedding cache {folder}: the partial matrix cannot be read ("
+             f"{type(err).__name__}); encoding from the start")
         return None
-    if state.get("shape") != list(shape) or tuple(on_disk) != shape:
+    if state.get("shape") != list(shape) or tuple(matrix.shape) != shape:
         return None
-    return state
-
+    chunks = state.get("chunks")
+    if not isinstance(chunks, list):  # an older irlens: progress without checksums
+        if state.get("done"):
+            warn(f"embedding cache {folder}: the partial matrix has no chunk checksums (an "
+                 "older irlens wrote it); encoding from the start")
+        return None
+    good, start = [], 0
+    for chunk in chunks:
+        end = chunk.get("end") if isinstance(chunk, dict) else None
+        if not (isinstance(end, int) and start < end <= len(order)) or \
+                checksum(matrix[order[start:end]]) != chunk.get("checksum"):
+            warn(f"embedding cache {folder}: a saved chunk of the partial matrix changed "
+                 f"after it was written (checksum mismatch); recomputing from document "
+                 f"{start} of {len(order)}")
+            break
+        good.append(chunk)
+        start = end
+    del matrix
+    return good

@@ -225,7 +225,8 @@ class Store:
     """A study folder: one manifest (kind, config, fingerprints) and one artefact per job.
 
     ``Store(folder, manifest)`` claims an empty folder or reopens one made with the same
-    kind, config, model and data; anything else is refused with what changed.
+    kind, config, model and data; anything else is refused with what changed, unless no
+    job of it has finished (a run that failed early never blocks the corrected rerun).
     """
 
     def __init__(self, folder: str | Path, manifest: Manifest):
@@ -245,9 +246,11 @@ class Store:
             changed = config_diff(old.config, manifest.config)
             if changed:
                 problems.append(f"its config differs in {', '.join(changed)}")
-            if problems:
+            if problems and self.finished():
                 raise IrlensError(f"{self.folder} cannot be resumed: {'; '.join(problems)}; "
                                   "use a new output folder, or delete this one to start over")
+            if problems:  # a run that failed before its first job: nothing to mix, reuse
+                manifest.write(self.folder)
         else:
             manifest.write(self.folder)
 

@@ -126,7 +126,8 @@ def resolve_names(model: Retriever | nn.Module, names: str | Sequence[str],
             raise IrlensError(
                 f"unknown hook point '{pattern}'; names look like embeddings, "
                 f"layer.0.attn.probs|heads, layer.0.ffn.pre|post|out, layer.0.resid "
-                f"(layers 0-{len(points) // 5 - 1}; `irlens hooks MODEL` lists them)"
+                f"(layers 0-{sum(p.kind == 'resid' for p in points.values()) - 1}; "
+                "`irlens hooks MODEL` lists them)"
             )
         chosen.extend(p for p in matched if p not in chosen)
     return chosen

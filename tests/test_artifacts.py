@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -77,6 +78,19 @@ def test_resume_runs_only_missing_jobs_and_refuses_changed_config(tmp_path):
     np.testing.assert_array_equal(again["a"].values, first["a"].values)
     with pytest.raises(IrlensError, match="config differs in n"):
         Store(tmp_path / "study", make_manifest("study", {"n": 3}))
+
+
+def test_a_store_that_finished_no_job_does_not_refuse_the_corrected_rerun(tmp_path):
+    """Issue 20: a run that failed after writing its manifest but before its first job
+    (e.g. a bad option found late) refused the corrected rerun ("config differs")."""
+    Store(tmp_path / "study", make_manifest("study", {"resid": "bogus"}))
+    store = Store(tmp_path / "study", make_manifest("study", {"resid": "roles"}))
+    assert store.manifest.config == {"resid": "roles"}
+    assert json.loads((tmp_path / "study" / "manifest.json").read_text())["config"] == \
+        {"resid": "roles"}
+    resume(store, {"a": lambda: _scores(1)}, Scores)
+    with pytest.raises(IrlensError, match="cannot be resumed: its config differs in resid"):
+        Store(tmp_path / "study", make_manifest("study", {"resid": "positions"}))
 
 
 def test_atomic_dir_puts_the_old_folder_back_when_publishing_fails(tmp_path, monkeypatch):

@@ -217,3 +217,13 @@ def test_function_edits_make_the_model_uncacheable(tiny_root):
     with intervene(model, {"layer.0.ffn.out": halve}, label="halve"):
         assert model.cacheable
     assert model.cacheable
+
+
+@pytest.mark.real
+def test_an_unknown_layer_names_the_true_layer_range(default_model):
+    """Issue 20: a 6-layer model was said to have "layers 0-6" (points // 5 - 1)."""
+    from irlens.errors import IrlensError
+    from irlens.hooks import resolve_names
+
+    with pytest.raises(IrlensError, match=r"\(layers 0-5;"):
+        resolve_names(default_model, "layer.99.ffn.out")

@@ -213,3 +213,24 @@ def test_default_model_tfc1_pair_on_real_data(default_model, data_dir):
     # the appended term is the only difference: every role but the inserted one is
     # partnered, and patching everything shared cannot be NaN
     assert not torch.isnan(res.resid["denoise"][:, 3]).any()
+
+
+def test_one_usable_pair_draws_without_an_all_nan_warning():
+    """Issue 20: with one usable pair every CI is NaN; the heatmap title took np.nanmax of
+    them (numpy's "All-NaN slice" warning) and printed "± nan"."""
+    import warnings
+
+    from irlens.patching.study import PatchingStudy, _ci, heatmap_figure
+
+    one = np.random.default_rng(0).normal(size=(1, 2, 2, 4))
+    heads_mean, heads_ci = _ci(one)
+    ffn_mean, ffn_ci = _ci(one[:, :, :, 0])
+    roles_mean, roles_ci = _ci(np.random.default_rng(1).normal(size=(1, 2, 2, 6)))
+    study = PatchingStudy(heads_mean, heads_ci, ffn_mean, ffn_ci, roles_mean, roles_ci,
+                          axiom="tfc1", n_pairs=1, skipped={}, axiom_holds=1.0,
+                          mean_delta=0.1)
+    assert np.isnan(heads_ci).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = heatmap_figure(study, "denoise")
+    assert "CI n/a: one pair" in fig.axes[0].get_title()

@@ -315,7 +315,7 @@ def test_cli_prune(tiny_root, beir, cross_study, tmp_path):
     assert table[1].split()[2] == "all"  # the whole-model curve, not layer -1
     assert "excess = relevance drop minus the mean random drop" in result.stdout
     bad = runner.invoke(app, [*args[:7], "--p", "0.1,abc"])
-    assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
+    assert bad.exit_code == 2 and "--p must be a comma-separated list of floats" in bad.output
     combined = runner.invoke(app, ["report", "--pruning", str(tmp_path), "--neurons",
                                    str(cross_study.folder), "--out", str(tmp_path / "all")])
     assert combined.exit_code == 0, combined.output

@@ -216,6 +216,67 @@ def test_interrupted_encoding_resumes_from_saved_chunks(bi, tiny, tmp_path, caps
     torch.testing.assert_close(resumed, fresh, atol=1e-5, rtol=1e-4)
 
 
+def _interrupted(bi, tiny, cache, stop_at: int = 4):
+    """An encoding stopped at its ``stop_at``-th forward pass (kill -9 leaves the same
+    files: progress is written after each chunk's rows are flushed); its entry folder."""
+    with _Forwards(bi, stop_at=stop_at), pytest.raises(KeyboardInterrupt):
+        encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=cache, progress=False)
+    (folder,) = (cache / "embeddings").iterdir()
+    return folder
+
+
+def _ndcg(bi, tiny, cache) -> float:
+    run = dense_search(bi, tiny, k=6, cache_dir=cache, progress=False)
+    return evaluate(run, tiny.qrels, "nDCG@10").aggregate["nDCG@10"]
+
+
+@pytest.mark.parametrize("damage", ["shifted", "half-written chunk", "truncated file"])
+def test_a_damaged_partial_encoding_is_detected_and_recomputed(bi, tiny, tmp_path, damage):
+    """Issue 20 §2: rows of a partial matrix shifted (np.roll, same shape) after a kill
+    were trusted on resume, and the finished entry got a checksum over the wrong matrix."""
+    from numpy.lib.format import open_memmap
+
+    clean = encode_corpus(bi, tiny, cache_dir=tmp_path / "clean", progress=False)
+    folder = _interrupted(bi, tiny, tmp_path / "cache")  # three chunks of one row saved
+    partial = folder / "partial.npy"
+    if damage == "truncated file":
+        partial.write_bytes(partial.read_bytes()[:-40])
+    else:
+        matrix = open_memmap(partial, mode="r+")
+        saved = np.flatnonzero(np.abs(matrix).sum(axis=1))
+        assert len(saved) == 3
+        if damage == "shifted":
+            matrix[:] = np.roll(np.array(matrix), 1, axis=0)
+        else:  # the last two saved chunks never reached the disk
+            texts = tiny.doc_texts()
+            longest = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+            matrix[longest[1:3]] = 0
+        matrix.flush()
+        del matrix
+    with _Forwards(bi) as forwards, pytest.warns(UserWarning) as warned:
+        resumed = encode_corpus(bi, tiny, batch_size=1, chunk_size=1,
+                                cache_dir=tmp_path / "cache", progress=False)
+    if damage == "half-written chunk":
+        assert forwards.count == 5  # the first chunk (one row) was kept
+        assert "recomputing from document 1 of 6" in str(warned[0].message)
+    else:
+        assert forwards.count == 6
+    torch.testing.assert_close(resumed, clean, atol=1e-5, rtol=1e-4)
+    assert _ndcg(bi, tiny, tmp_path / "cache") == _ndcg(bi, tiny, tmp_path / "clean")
+    assert encode_corpus(bi, tiny, cache_dir=tmp_path / "cache", progress=False) \
+        .allclose(clean, atol=1e-5, rtol=1e-4)  # the finished entry verifies and is right
+
+
+def test_an_undamaged_partial_encoding_resumes_silently(bi, tiny, tmp_path, recwarn):
+    folder = _interrupted(bi, tiny, tmp_path / "cache")
+    chunks = json.loads((folder / "progress.json").read_text())["chunks"]
+    assert [c["end"] for c in chunks] == [1, 2, 3]
+    with _Forwards(bi) as forwards:
+        encode_corpus(bi, tiny, batch_size=1, chunk_size=1, cache_dir=tmp_path / "cache",
+                      progress=False)
+    assert forwards.count == 3 and not [w for w in recwarn if "embedding cache" in str(w)]
+
+
 def test_the_first_chunks_are_small(bi, tiny, tmp_path):
     """The longest documents come first: progress is saved before a full chunk is done."""
     cache = tmp_path / "cache"

@@ -549,8 +549,8 @@ def test_cli_train_eval_steer_explain(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--k", "100", "--expansion", "2"], "k=100 must be between 1 and the SAE width 64"),
-    (["--k", "x"], "--k must be comma-separated integers"),
+    (["--k", "100", "--expansion", "2"], "--k 100 is more than the SAE width 64"),
+    (["--k", "x"], "--k must be a comma-separated list of ints"),
 ])
 def test_cli_bad_input_is_one_line(tiny, tmp_path, args, message):
     import shutil
@@ -572,5 +572,5 @@ def test_cli_bad_prf_weighting_fails_before_loading(tmp_path):
                                    str(tmp_path / "none"), "-m", str(tmp_path / "no-model"),
                                    "-o", str(tmp_path / "o"), "--weighting", "mass,bogus"])
     assert res.exit_code == 2
-    assert "--weighting 'mass,bogus' is not a list of mass and idf" in res.output
+    assert "--weighting item 'bogus' must be one of mass, idf" in res.output
     assert res.output.count("error:") == 1

@@ -192,16 +192,17 @@ def test_cli_neurons_writes_report_and_errors_in_one_line(tiny_root, beir, tmp_p
     html = (out / "report.html").read_text()
     assert "Top FFN units per layer" in html and "Completeness per layer" in html
     bad = runner.invoke(app, [*args[:-4], "--p", "0", "--device", "cpu"])
-    assert bad.exit_code == 2 and "p must be a percentage" in bad.output
+    assert bad.exit_code == 2 and "--p must be in (0, 100], got 0" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
     early = runner.invoke(app, ["neurons", "--model", "/no/such/model", "--data", str(beir),
                                 "--keep", "best"])  # refused before the model loads
     assert early.exit_code == 2
-    assert early.stderr.strip() == "error: unknown keep 'best'; use ordered, classified, all"
+    assert early.stderr.strip() == ("error: --keep must be one of ordered, classified, all, "
+                                    "got 'best'")
     for option, message in ((["--rule", "simpson"], "error: unknown rule 'simpson'; use "
                              "riemann_right, riemann_left, riemann_trapezoid"),
-                            (["--steps", "1"], "error: n_steps must be an integer >= 2 "
-                             "(points on the path), got 1"),
+                            (["--steps", "1"], "error: --steps must be >= 2, got 1; NIG "
+                             "needs 2 or more points on its path"),
                             (["--baseline", "unk"], "error: unknown baseline 'unk'; use pad, "
                              "mask, zero, text:<words>"),
                             (["--memory-budget", "lots"], "error: memory budget 'lots' not "

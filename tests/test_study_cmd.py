@@ -73,7 +73,23 @@ def test_wrong_type_names_its_line(tmp_path):
     msg = _error(_base(tmp_path) + "sections:\n  prune:\n    p: [1, x]\n", tmp_path)
     assert msg.startswith("s.yaml line 7: sections.prune.p item 'x' ")
     msg = _error(_base(tmp_path) + "seed: -1\nsections:\n  evaluate: {}\n", tmp_path)
-    assert msg == "s.yaml line 5: seed must be >= 0, got -1"
+    assert msg == "s.yaml line 5: seed must be >= 0, got -1; pass a value of 0 or more"
+    msg = _error(_base(tmp_path) + "device: gpu\nsections:\n  evaluate: {}\n", tmp_path)
+    assert msg == "s.yaml line 5: device must be auto, cpu or cuda, got 'gpu'"  # as the CLI's
+
+
+def test_the_study_and_the_cli_share_their_option_checks():
+    """One check per option: the study's top-level and dataset fields run the check the
+    CLI options of the same name run (irlens.options.common)."""
+    from irlens.options import common
+    from irlens.study.config import DATASET_FIELDS, TOP_FIELDS
+
+    for field, option in ((TOP_FIELDS["seed"], common.SEED),
+                          (TOP_FIELDS["device"], common.DEVICE),
+                          (TOP_FIELDS["batch_size"], common.BATCH_SIZE),
+                          (DATASET_FIELDS["max_docs"], common.MAX_DOCS),
+                          (DATASET_FIELDS["max_queries"], common.MAX_QUERIES)):
+        assert field.rule is option.check and field.default == option.default
 
 
 def test_bad_yaml_and_unknown_fields_name_their_line(tmp_path):

@@ -7,37 +7,34 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli.probe_cmd import MODEL_HELP, names
+from irlens.cli.probe_cmd import names
+from irlens.options import checked
+from irlens.options.analysis import ACTIVATIONS
 
 
 @app.command("activations")
 @friendly_errors
+@checked(ACTIVATIONS)
 def activations_command(
-    model: list[str] = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(..., "--data", "-d", help="BEIR folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; a rerun with the same "
-                             "options resumes it."),
-    split: str = typer.Option("test", help="Qrels split."),
-    examples: int = typer.Option(100, help="(query, relevant passage) pairs, one per query."),
-    steps: int = typer.Option(20, help="Points on the scaling path (Dai et al.: 20)."),
-    rule: str = typer.Option("riemann_right", help="riemann_right (Dai et al.) or "
-                             "gausslegendre."),
-    keys: str = typer.Option("post", help="FFN intermediate after (post) or before (pre) "
-                             "the activation."),
-    sublayers: str = typer.Option("keys,values", help="keys and/or values."),
-    sides: str = typer.Option("query,doc", help="Towers: query and/or doc."),
-    target: str = typer.Option("relevance", help="relevance (similarity with the relevant "
-                               "partner) or norm (L2 norm of the embedding)."),
-    threshold: float = typer.Option(0.1, help="Active: attribution > threshold x the "
-                                    "example's largest."),
-    min_relevance: int = typer.Option(1, help="Grade that counts as relevant."),
-    seed: int = typer.Option(0, help="Sampling seed."),
-    max_length: int = typer.Option(128, help="Token limit of queries and passages."),
-    shard_size: int = typer.Option(20, help="Examples per saved (resumable) job."),
-    memory_budget: str = typer.Option("2GB", help="Activation memory per forward+backward "
-                                      "chunk."),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
-    json_out: bool = typer.Option(False, "--json", help="Print the counts table as JSON."),
+    model: list[str] = ACTIVATIONS.cli("model"),
+    data: Path = ACTIVATIONS.cli("data"),
+    out: Path = ACTIVATIONS.cli("out"),
+    split: str = ACTIVATIONS.cli("split"),
+    examples: int = ACTIVATIONS.cli("examples"),
+    steps: int = ACTIVATIONS.cli("steps"),
+    rule: str = ACTIVATIONS.cli("rule"),
+    keys: str = ACTIVATIONS.cli("keys"),
+    sublayers: str = ACTIVATIONS.cli("sublayers"),
+    sides: str = ACTIVATIONS.cli("sides"),
+    target: str = ACTIVATIONS.cli("target"),
+    threshold: float = ACTIVATIONS.cli("threshold"),
+    min_relevance: int = ACTIVATIONS.cli("min_relevance"),
+    seed: int = ACTIVATIONS.cli("seed"),
+    max_length: int = ACTIVATIONS.cli("max_length"),
+    shard_size: int = ACTIVATIONS.cli("shard_size"),
+    memory_budget: str = ACTIVATIONS.cli("memory_budget"),
+    device: str = ACTIVATIONS.cli("device"),
+    json_out: bool = ACTIVATIONS.cli("json_out"),
 ) -> None:
     """Knowledge-neuron activation counts per layer for two encoders (base, trained).
 

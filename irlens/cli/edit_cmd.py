@@ -7,40 +7,33 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
+from irlens.options import checked
+from irlens.options.analysis import EDIT
 
 
 @app.command("edit")
 @friendly_errors
+@checked(EDIT)
 def edit_command(
-    model: str = typer.Option("default", "--model", "-m",
-                              help="A bi-encoder: 'default', a folder or a Hugging Face id."),
-    data: str = typer.Option(..., "--data", "-d", help="A BEIR folder."),
-    editor: str = typer.Option("rome", help="rome (rank-one FFN edit), kn (knowledge "
-                               "neurons) or ft (fine-tuning baseline)."),
-    kind: str = typer.Option("insert", help="insert a document into a query's top 10, or "
-                             "remove one from it."),
-    n: int = typer.Option(50, "--n", help="Edit requests, drawn from the split's queries."),
-    layer: int = typer.Option(None, help="The FFN layer edited. Unset: rome edits the last layer, "
-                              "ft trains every weight, kn looks at every layer."),
-    steps: int = typer.Option(60, help="Optimisation steps per edit at most."),
-    seed: int = typer.Option(0, help="Seed of the insert targets and paraphrases."),
-    split: str = typer.Option("test", help="Which qrels/<split>.tsv the requests use."),
-    max_length: int = typer.Option(None, help="Cut texts to this many tokens (faster)."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto."),
-    max_docs: int = typer.Option(None, help="Quick runs: keep every judged document plus "
-                                 "distractors up to N (the corpus is re-encoded per edit)."),
-    max_queries: int = typer.Option(None, help="Quick runs: the first N judged queries."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumable)."),
-    save: Path = typer.Option(None, "--save", help="Also write the model with every "
-                              "request edited (one after another) to this folder."),
-    then_train: bool = typer.Option(False, "--then-train", help="Reichman & Heck's "
-                                    "pipeline: save the edited model, retrieval-train it "
-                                    "and an unedited control on --train-split, and report "
-                                    "which edits survive."),
-    train_split: str = typer.Option("train", help="With --then-train: the training split."),
-    train_max_queries: int = typer.Option(None, help="With --then-train: cap the training "
-                                          "queries (quick runs)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    model: str = EDIT.cli("model"),
+    data: str = EDIT.cli("data"),
+    editor: str = EDIT.cli("editor"),
+    kind: str = EDIT.cli("kind"),
+    n: int = EDIT.cli("n"),
+    layer: int = EDIT.cli("layer"),
+    steps: int = EDIT.cli("steps"),
+    seed: int = EDIT.cli("seed"),
+    split: str = EDIT.cli("split"),
+    max_length: int = EDIT.cli("max_length"),
+    device: str = EDIT.cli("device"),
+    max_docs: int = EDIT.cli("max_docs"),
+    max_queries: int = EDIT.cli("max_queries"),
+    out: Path = EDIT.cli("out"),
+    save: Path = EDIT.cli("save"),
+    then_train: bool = EDIT.cli("then_train"),
+    train_split: str = EDIT.cli("train_split"),
+    train_max_queries: int = EDIT.cli("train_max_queries"),
+    json_out: bool = EDIT.cli("json_out"),
 ) -> None:
     """Edit a bi-encoder so queries find (or lose) documents; measure efficacy,
     generalisation and locality by retrieval, and write edit.html."""

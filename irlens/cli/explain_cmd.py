@@ -10,14 +10,10 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import check_ray, ray_executor, ray_option, workers_option
+from irlens.cli._ray import check_ray, ray_executor
 from irlens.errors import IrlensError
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+from irlens.options import checked
+from irlens.options.attribution import EXPLAIN, FAITHFULNESS
 
 
 class Score(str, Enum):
@@ -39,18 +35,6 @@ def read_text(value: str, what: str) -> str:
             raise IrlensError(f"{path} is not UTF-8 text ({err.reason} at byte "
                               f"{err.start})") from None
     return value
-
-
-def check_explain_options(method: str, baseline: str | None, steps: int, rule: str,
-                          target: str | None, max_doc_tokens: int | None,
-                          memory_budget: str) -> None:
-    """Refuse bad options before the model loads (one line each)."""
-    from irlens.attribution.methods import check_method
-
-    check_method(method, n_steps=steps, rule=rule, baseline=baseline, target=target or "doc",
-                 memory_budget=memory_budget)
-    if max_doc_tokens is not None and max_doc_tokens < 1:
-        raise IrlensError(f"max-doc-tokens must be >= 1, got {max_doc_tokens}")
 
 
 def default_target(model, target: str | None) -> str:
@@ -86,40 +70,27 @@ def _gap_text(result) -> str:
 
 @app.command("explain")
 @friendly_errors
+@checked(EXPLAIN)
 def explain_command(
-    query: str = typer.Argument(..., help="The query text, @FILE or - (standard input)."),
-    doc: str = typer.Argument(..., help="The document text, @FILE or - (standard input)."),
-    model: str = typer.Option("default", "--model", "-m",
-                              help="'default', a model folder or a Hugging Face id."),
-    method: str = typer.Option("ig", help="ig, sig, occlusion, gxi or random (ig-pad, "
-                               "sig-mask... set the baseline), or a spec such as "
-                               "'ig(baseline=pad, n_steps=20)'. sig costs tokens x steps "
-                               "forward+backward passes; occlusion-mask is its exact limit "
-                               "and about 20x cheaper."),
-    baseline: str = typer.Option(None, help="pad, mask, zero or text:<words> [default: "
-                                 "mask]."),
-    steps: int = typer.Option(50, "--steps", "--n-steps", help="Quadrature points per path."),
-    rule: str = typer.Option("gausslegendre", help="Quadrature: gausslegendre or riemann_left|"
-                             "right|middle|trapezoid."),
-    target: str = typer.Option(None, help="Tokens to explain: query, doc or both [default: "
-                               "doc for bi-encoders (the query stays fixed), both for "
-                               "cross-encoders]."),
-    score: Score = typer.Option(None, "--score", help="Cross-encoders: explain the logit or "
-                                "the prob [default: the model's]."),
-    max_doc_tokens: int = typer.Option(None, help="Cut the document to N word pieces."),
-    memory_budget: str = typer.Option("1GB", help="Activation memory per forward+backward."),
-    corpus: Path = typer.Option(None, "--corpus", help="A BEIR folder: place the baseline's "
-                                "score among the query's scores against a sample of its "
-                                "documents (a percentile)."),
-    corpus_sample: int = typer.Option(200, help="Documents sampled from --corpus."),
-    device: Device = typer.Option(Device.auto, help="Where the model runs."),
-    html: Path = typer.Option(None, "--html", help="Write the heatmap page to this file."),
-    out: Path = typer.Option(None, "--out", "-o", help="Folder for explain.html and "
-                             "attribution.json."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
-    top: int = typer.Option(8, help="How many top words to print."),
-    pairs: bool = typer.Option(False, "--pairs", help="Bi-encoders: which query word met "
-                               "which document word (integrated Jacobians)."),
+    query: str = EXPLAIN.cli("query"),
+    doc: str = EXPLAIN.cli("doc"),
+    model: str = EXPLAIN.cli("model"),
+    method: str = EXPLAIN.cli("method"),
+    baseline: str = EXPLAIN.cli("baseline"),
+    steps: int = EXPLAIN.cli("steps"),
+    rule: str = EXPLAIN.cli("rule"),
+    target: str = EXPLAIN.cli("target"),
+    score: str = EXPLAIN.cli("score"),
+    max_doc_tokens: int = EXPLAIN.cli("max_doc_tokens"),
+    memory_budget: str = EXPLAIN.cli("memory_budget"),
+    corpus: Path = EXPLAIN.cli("corpus"),
+    corpus_sample: int = EXPLAIN.cli("corpus_sample"),
+    device: str = EXPLAIN.cli("device"),
+    html: Path = EXPLAIN.cli("html"),
+    out: Path = EXPLAIN.cli("out"),
+    as_json: bool = EXPLAIN.cli("as_json"),
+    top: int = EXPLAIN.cli("top"),
+    pairs: bool = EXPLAIN.cli("pairs"),
 ) -> None:
     """Attribute a (QUERY, DOC) score to tokens and show the words that matter most.
 
@@ -129,12 +100,11 @@ def explain_command(
         from irlens.cli._pairs import explain_pairs
 
         return explain_pairs(query, doc, model, steps, rule, baseline or "mask", max_doc_tokens,
-                             memory_budget, device.value, html, out, as_json, top)
+                             memory_budget, device, html, out, as_json, top)
     from irlens.attribution import make_method
     from irlens.attribution.html import save_html
     from irlens.models import load_model
 
-    check_explain_options(method, baseline, steps, rule, target, max_doc_tokens, memory_budget)
     if query == "-" and doc == "-":
         raise IrlensError("only one of QUERY and DOC can come from standard input")
     query, doc = read_text(query, "query"), read_text(doc, "document")
@@ -146,10 +116,10 @@ def explain_command(
         from irlens.data import load_dataset
 
         dataset = load_dataset(corpus)
-    retriever = load_model(model, device=device.value)
+    retriever = load_model(model, device=device)
     target = default_target(retriever, target)
     explainer = make_method(method, retriever, n_steps=steps, rule=rule, baseline=baseline,
-                            target=target, output=None if score is None else score.value,
+                            target=target, output=score,
                             max_doc_tokens=max_doc_tokens, memory_budget=memory_budget)
     passes = expected_passes(retriever, method, query, doc, target, steps, max_doc_tokens)
     if passes > 1:
@@ -163,7 +133,7 @@ def explain_command(
 
         docs = reference.corpus_sample(dataset, corpus_sample)
         scores = reference.candidate_scores(retriever, result.query, docs,
-                                  None if score is None else score.value, max_doc_tokens)
+                                  score, max_doc_tokens)
         percentile = {"baseline": reference.score_percentile(result.baseline_score, scores),
                       "score": reference.score_percentile(result.score, scores),
                       "n_docs": len(scores), "corpus": dataset.name}
@@ -201,50 +171,44 @@ def explain_command(
 
 @app.command("faithfulness")
 @friendly_errors
+@checked(FAITHFULNESS)
 def faithfulness_command(
-    model: str = typer.Option("default", "--model", "-m",
-                              help="'default', a model folder or a Hugging Face id."),
-    data: str = typer.Option(..., "--data", "-d", help="A BEIR folder."),
-    split: str = typer.Option("test", help="Which qrels/<split>.tsv to sample pairs from."),
-    pairs: int = typer.Option(50, help="Relevant (query, doc) pairs to explain (>= 1)."),
-    methods: str = typer.Option("ig-pad,ig-mask,sig-mask,gxi,random",
-                                help="Comma-separated methods (occlusion-mask is "
-                                "SIG-mask's exact limit, far cheaper)."),
-    n_steps: int = typer.Option(10, "--n-steps", "--steps", help="Quadrature points per path."),
-    rule: str = typer.Option("gausslegendre", help="Quadrature rule."),
-    target: str = typer.Option("doc", help="Tokens to explain: doc, query or both."),
-    max_doc_tokens: int = typer.Option(128, help="Cut documents to N word pieces."),
-    top_k: float = typer.Option(0.2, help="Share of explained tokens removed or kept."),
-    candidates: int = typer.Option(50, help="BM25 candidates per query for rank changes."),
-    scale: float = typer.Option(20.0, help="Bi-encoders: softmax scale for probabilities."),
-    min_relevance: int = typer.Option(1, help="Grade a sampled document needs (DL19: 2)."),
-    seed: int = typer.Option(0, help="Seed for sampling pairs and random scores."),
-    memory_budget: str = typer.Option("1GB", help="Activation memory per forward+backward."),
-    device: Device = typer.Option(Device.auto, help="Where the model runs."),
-    out: Path = typer.Option(None, "--out", "-o", help="The study folder [default: "
-                             "results/faithfulness-<dataset>]; a rerun resumes it."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout "
-                                 "instead of a Markdown table."),
-    ray: str = ray_option(),
-    workers: int = workers_option(),
+    model: str = FAITHFULNESS.cli("model"),
+    data: str = FAITHFULNESS.cli("data"),
+    split: str = FAITHFULNESS.cli("split"),
+    pairs: int = FAITHFULNESS.cli("pairs"),
+    methods: str = FAITHFULNESS.cli("methods"),
+    n_steps: int = FAITHFULNESS.cli("n_steps"),
+    rule: str = FAITHFULNESS.cli("rule"),
+    target: str = FAITHFULNESS.cli("target"),
+    max_doc_tokens: int = FAITHFULNESS.cli("max_doc_tokens"),
+    top_k: float = FAITHFULNESS.cli("top_k"),
+    candidates: int = FAITHFULNESS.cli("candidates"),
+    scale: float = FAITHFULNESS.cli("scale"),
+    min_relevance: int = FAITHFULNESS.cli("min_relevance"),
+    seed: int = FAITHFULNESS.cli("seed"),
+    memory_budget: str = FAITHFULNESS.cli("memory_budget"),
+    device: str = FAITHFULNESS.cli("device"),
+    out: Path = FAITHFULNESS.cli("out"),
+    as_json: bool = FAITHFULNESS.cli("as_json"),
+    ray: str = FAITHFULNESS.cli("ray"),
+    workers: int = FAITHFULNESS.cli("workers"),
 ) -> None:
     """Compare attribution methods' faithfulness on sampled relevant pairs; save the table.
 
     Resumable: every finished pair is saved in the --out folder; rerun the same command
     after an interruption. The table is saved in <out>/table.
     """
-    from irlens.attribution.study import check_study_options, faithfulness_study
+    from irlens.attribution.study import faithfulness_study
     from irlens.data import load_dataset
     from irlens.models import load_model
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    check_study_options(pairs, names, n_steps=n_steps, rule=rule, target=target, top_k=top_k,
-                        n_candidates=candidates, memory_budget=memory_budget)
     check_ray(ray)
     dataset = load_dataset(data, split)
     out = out or Path("results") / f"faithfulness-{dataset.name.replace('/', '_')}"
-    retriever = load_model(model, device=device.value)
-    with ray_executor(ray, model, workers, device=device.value) as executor:  # pairs on Ray
+    retriever = load_model(model, device=device)
+    with ray_executor(ray, model, workers, device=device) as executor:  # pairs on Ray
         table = faithfulness_study(
             retriever, dataset, pairs, names, n_steps=n_steps, rule=rule,
             target=target, max_doc_tokens=max_doc_tokens, top_k=top_k,

@@ -5,14 +5,17 @@ from __future__ import annotations
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
+from irlens.options import checked
+from irlens.options.retrieval import HOOKS
 
 
 @app.command("hooks")
 @friendly_errors
+@checked(HOOKS)
 def hooks_command(
-    model: str = typer.Argument("default", help="'default', a model folder or a HF id."),
-    side: str = typer.Option(None, help="For two-encoder (DPR) models: query or doc."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    model: str = HOOKS.cli("model"),
+    side: str = HOOKS.cli("side"),
+    as_json: bool = HOOKS.cli("as_json"),
 ) -> None:
     """List the named hook points of MODEL (the same names for every architecture)."""
     from irlens.hooks import describe

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import check_ray, ray_executor, ray_option, workers_option
+from irlens.cli._ray import check_ray, ray_executor
 from irlens.errors import IrlensError
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+from irlens.options import checked
+from irlens.options.neurons import NEURONS, PRUNE, REPORT
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -30,40 +25,34 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 @app.command("neurons")
 @friendly_errors
+@checked(NEURONS)
 def neurons_command(
-    model: str = typer.Option("default", "--model", "-m", help="'default', a model folder "
-                              "(e.g. a cross-encoder from `irlens train`) or a HF id."),
-    data: Path = typer.Option(..., "--data", "-d", help="In-domain BEIR folder."),
-    ood: list[Path] = typer.Option(None, "--ood", help="Other (out-of-domain) BEIR folders; "
-                                   "repeat the option."),
-    out: Path = typer.Option(Path("results/neurons"), "--out", "-o", help="Output folder; "
-                             "a rerun with the same options resumes it."),
-    split: str = typer.Option("test", help="Qrels split to sample triplets from."),
-    triplets: int = typer.Option(100, help="(query, relevant, BM25 negative) triplets sampled."),
-    seed: int = typer.Option(0, help="Sampling seed."),
-    min_relevance: int = typer.Option(None, help="Grade that counts as relevant [default: 2 "
-                                      "on a 0-3 scale (TREC DL), else 1]."),
-    keep: str = typer.Option("ordered", help="ordered (relevant above negative), classified "
-                             "(cross-encoders: p>0.5 and p<0.5, the paper's) or all."),
-    shard_size: int = typer.Option(10, help="Triplets per saved shard."),
-    max_length: int = typer.Option(None, help="Token limit of attributed inputs."),
-    steps: int = typer.Option(21, help="Points on each path (gradient evaluations)."),
-    ffn: str = typer.Option("post", help="FFN units after (post) or before (pre) activation."),
-    attention: bool = typer.Option(True, help="Also attribute attention heads."),
-    output: str = typer.Option(None, help="prob or logit (cross-encoders); similarity (bi)."),
-    target: str = typer.Option(None, help="Segments that move: both, query, doc [default: "
-                               "both for cross-encoders, doc for bi-encoders]."),
-    baseline: str = typer.Option("pad", help="pad, mask or zero."),
-    rule: str = typer.Option("riemann_right", help="riemann_right (paper), riemann_left "
-                             "(Captum) or riemann_trapezoid."),
-    p: float = typer.Option(1.0, help="Top p% of units for selections and overlaps."),
-    kind: str = typer.Option("ffn", help="Units to select: ffn or attn (heads)."),
-    score: str = typer.Option("relevant", help="relevant, contrast or nonrelevant."),
-    segment: str = typer.Option("all", help="Aggregate to select on: all or a segment."),
-    device: Device = typer.Option(Device.auto, help="Where the model runs."),
-    memory_budget: str = typer.Option("1GB", help="Activation memory per NIG chunk."),
-    ray: str = ray_option(),
-    workers: int = workers_option(),
+    model: str = NEURONS.cli("model"),
+    data: Path = NEURONS.cli("data"),
+    ood: list[Path] = NEURONS.cli("ood"),
+    out: Path = NEURONS.cli("out"),
+    split: str = NEURONS.cli("split"),
+    triplets: int = NEURONS.cli("triplets"),
+    seed: int = NEURONS.cli("seed"),
+    min_relevance: int = NEURONS.cli("min_relevance"),
+    keep: str = NEURONS.cli("keep"),
+    shard_size: int = NEURONS.cli("shard_size"),
+    max_length: int = NEURONS.cli("max_length"),
+    steps: int = NEURONS.cli("steps"),
+    ffn: str = NEURONS.cli("ffn"),
+    attention: bool = NEURONS.cli("attention"),
+    output: str = NEURONS.cli("output"),
+    target: str = NEURONS.cli("target"),
+    baseline: str = NEURONS.cli("baseline"),
+    rule: str = NEURONS.cli("rule"),
+    p: float = NEURONS.cli("p"),
+    kind: str = NEURONS.cli("kind"),
+    score: str = NEURONS.cli("score"),
+    segment: str = NEURONS.cli("segment"),
+    device: str = NEURONS.cli("device"),
+    memory_budget: str = NEURONS.cli("memory_budget"),
+    ray: str = NEURONS.cli("ray"),
+    workers: int = NEURONS.cli("workers"),
 ) -> None:
     """Find relevance neurons with NIG on DATA (and OOD sets); compare and combine them.
 
@@ -71,18 +60,8 @@ def neurons_command(
     --min-relevance 2 --ood ../shared/data/scifact --triplets 50
     """
     from irlens.models import load_model
-    from irlens.neurons.nig import check_nig_options
     from irlens.neurons.report import render_report
-    from irlens.neurons.selection import check_options
-    from irlens.neurons.study import KEEP, StudyConfig, run_neurons
-
-    check_options(p, score, "global", kind)  # before the model loads
-    if keep not in KEEP:
-        raise IrlensError(f"unknown keep '{keep}'; use {', '.join(KEEP)}")
-    if triplets < 1 or shard_size < 1:
-        raise IrlensError("triplets and shard-size must be >= 1")
-    check_nig_options(n_steps=steps, ffn=ffn, target=target, baseline=baseline, rule=rule,
-                      memory_budget=memory_budget)
+    from irlens.neurons.study import StudyConfig, run_neurons
 
     config = StudyConfig(n_triplets=triplets, seed=seed, split=split,
                          min_relevance=min_relevance, keep=keep, shard_size=shard_size,
@@ -90,8 +69,8 @@ def neurons_command(
                          output=output, target=target, baseline=baseline, rule=rule,
                          memory_budget=memory_budget)
     check_ray(ray)
-    retriever = load_model(model, device=device.value)
-    with ray_executor(ray, model, workers, device=device.value) as executor:  # NIG on Ray
+    retriever = load_model(model, device=device)
+    with ray_executor(ray, model, workers, device=device) as executor:  # NIG on Ray
         summary = run_neurons(retriever, data, out, ood=list(ood or []), config=config, p=p,
                               kind=kind, score=score, segment=segment, executor=executor)
     summary["report"] = str(render_report(out / "report.html", neurons_dir=out))
@@ -100,45 +79,34 @@ def neurons_command(
 
 @app.command("prune")
 @friendly_errors
+@checked(PRUNE)
 def prune_command(
-    neurons: Path = typer.Option(..., "--neurons", "-n", help="The folder `irlens neurons "
-                                 "--out` wrote (its in-domain study is used), or one study in "
-                                 "it, e.g. OUT/msmarco-dl19 or OUT/fusion."),
-    which: str = typer.Option(None, "--which", help="Which study of a `irlens neurons` "
-                              "folder to use [default: the in-domain one]."),
-    data: list[Path] = typer.Option(..., "--data", "-d", help="BEIR folder(s) to evaluate on; "
-                                    "repeat the option."),
-    model: str = typer.Option(None, "--model", "-m", help="The model [default: the one the "
-                              "neuron file was made with]."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder [default: "
-                             "NEURONS/pruning]; a rerun resumes it."),
-    p: str = typer.Option("0.1,0.5,1,2,5", "--p", help="Percentages of units to prune."),
-    seeds: int = typer.Option(5, help="Random-unit controls per p."),
-    layer_p: float = typer.Option(1.0, help="Per-layer pruning: top p% of each layer "
-                                  "alone (0 to skip)."),
-    kind: str = typer.Option("ffn", help="ffn units or attn heads."),
-    score: str = typer.Option("relevant", help="relevant, contrast or nonrelevant."),
-    segment: str = typer.Option("all", help="Aggregate the units are ranked by."),
-    scope: str = typer.Option("global", help="Top p% over all layers, or of each layer."),
-    positions: str = typer.Option("all", help="Where to ablate: all, query, doc, cls, sep, end."),
-    how: str = typer.Option("zero", help="zero or mean ablation."),
-    random_match: str = typer.Option("global", "--random", help="Random units drawn "
-                                     "globally, or as many per layer as the selection."),
-    metrics: str = typer.Option("nDCG@10,RR@10", help="ir_measures names."),
-    split: str = typer.Option("test", help="Qrels split to evaluate on."),
-    depth: int = typer.Option(100, help="BM25 candidates (cross-encoders; bi-encoder pools)."),
-    pool: str = typer.Option("auto", help="Bi-encoders: full corpus search, judged+bm25 "
-                             "(each query's judged docs plus BM25 top --depth), bm25 (BM25 "
-                             "top --depth only, as a cross-encoder reranks) or auto (full up "
-                             "to 20,000 docs, else judged+bm25)."),
-    max_length: int = typer.Option(None, help="Cap documents at N tokens (cheaper)."),
-    max_queries: int = typer.Option(None, help="Evaluate on the first N judged queries."),
-    held_out: bool = typer.Option(False, "--held-out", help="Leave out the queries of the "
-                                  "neuron study's triplets (the units were chosen on them)."),
-    batch_size: int = typer.Option(128, help="Texts per forward pass (as large as fits)."),
-    device: Device = typer.Option(Device.auto, help="Where the model runs."),
-    ray: str = ray_option(),
-    workers: int = workers_option(),
+    neurons: Path = PRUNE.cli("neurons"),
+    which: str = PRUNE.cli("which"),
+    data: list[Path] = PRUNE.cli("data"),
+    model: str = PRUNE.cli("model"),
+    out: Path = PRUNE.cli("out"),
+    p: str = PRUNE.cli("p"),
+    seeds: int = PRUNE.cli("seeds"),
+    layer_p: float = PRUNE.cli("layer_p"),
+    kind: str = PRUNE.cli("kind"),
+    score: str = PRUNE.cli("score"),
+    segment: str = PRUNE.cli("segment"),
+    scope: str = PRUNE.cli("scope"),
+    positions: str = PRUNE.cli("positions"),
+    how: str = PRUNE.cli("how"),
+    random_match: str = PRUNE.cli("random_match"),
+    metrics: str = PRUNE.cli("metrics"),
+    split: str = PRUNE.cli("split"),
+    depth: int = PRUNE.cli("depth"),
+    pool: str = PRUNE.cli("pool"),
+    max_length: int = PRUNE.cli("max_length"),
+    max_queries: int = PRUNE.cli("max_queries"),
+    held_out: bool = PRUNE.cli("held_out"),
+    batch_size: int = PRUNE.cli("batch_size"),
+    device: str = PRUNE.cli("device"),
+    ray: str = PRUNE.cli("ray"),
+    workers: int = PRUNE.cli("workers"),
 ) -> None:
     """Prune relevance neurons and compare retrieval with the intact model and random units.
 
@@ -147,7 +115,6 @@ def prune_command(
     """
     from irlens.models import load_model
     from irlens.neurons.pruning import PruningConfig, evaluate_pruning
-    from irlens.neurons.selection import check_options
     from irlens.neurons.study import resolve_neurons
 
     check_ray(ray)
@@ -161,12 +128,10 @@ def prune_command(
         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), split=split,
         depth=depth, pool=pool, max_length=max_length, max_queries=max_queries,
         batch_size=batch_size, held_out=held_out)
-    for value in [*config.ps, *([config.layer_p] if config.layer_p else [])]:
-        check_options(value, config.score, config.scope, config.kind)
     name = model or study.manifest.model_id
-    retriever = load_model(name, device=device.value)
+    retriever = load_model(name, device=device)
     out = out or study.folder / "pruning"
-    with ray_executor(ray, name, workers, device=device.value) as executor:  # on Ray workers
+    with ray_executor(ray, name, workers, device=device) as executor:  # on Ray workers
         results = [evaluate_pruning(retriever, d, study, config, out_dir=out,
                                     executor=executor) for d in data]
     neurons_root = study.folder.parent if (study.folder.parent / "summary.json").is_file() \
@@ -176,14 +141,11 @@ def prune_command(
 
 @app.command("report")
 @friendly_errors
+@checked(REPORT)
 def report_command(
-    pruning: list[Path] = typer.Option(..., "--pruning", "-p", help="Output folders of "
-                                       "`irlens prune` (their pruning-* runs) or single "
-                                       "pruning-* folders; repeat the option."),
-    neurons: Path = typer.Option(None, "--neurons", "-n", help="The `irlens neurons` output "
-                                 "folder to show beside them."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, the plots "
-                             "and summary.json."),
+    pruning: list[Path] = REPORT.cli("pruning"),
+    neurons: Path = REPORT.cli("neurons"),
+    out: Path = REPORT.cli("out"),
 ) -> None:
     """Combine finished pruning runs (several datasets or folders) into one report.
 

@@ -8,30 +8,28 @@ import typer
 
 from irlens._io import write_table
 from irlens.cli._app import app, echo_json, friendly_errors
+from irlens.options import checked
+from irlens.options.analysis import PATCH
 
 
 @app.command("patch")
 @friendly_errors
+@checked(PATCH)
 def patch_command(
-    model: str = typer.Option("default", "--model", "-m",
-                              help="'default', a model folder or a Hugging Face id."),
-    data: str = typer.Option(..., "--data", "-d", help="A BEIR folder."),
-    axiom: str = typer.Option("tfc1", help="tfc1, tdc, lnc1 or removal."),
-    pairs: int = typer.Option(100, help="Relevant pairs to sample (skips are counted)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumable)."),
-    split: str = typer.Option("test", help="Which qrels split to sample from."),
-    min_relevance: int = typer.Option(1, help="Grade a sampled document needs (DL19: 2)."),
-    max_doc_words: int = typer.Option(60, help="Cut documents to N words first."),
-    min_delta: float = typer.Option(1e-3, help="Skip pairs whose clean and corrupted "
-                                    "scores differ by less."),
-    ablate_top: int = typer.Option(0, "--ablate-top", help="Ablate the top K components "
-                                   "and measure rankings against random ones (0: no)."),
-    ablate_pairs: int = typer.Option(50, help="Held-out pairs for --ablate-top, from queries "
-                                     "not among the --pairs (fewer when they run out)."),
-    resid: str = typer.Option("positions", help="Residual patching: each 'positions' or "
-                              "each token 'roles' at once (cheaper)."),
-    seed: int = typer.Option(0, help="Sampling seed."),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    model: str = PATCH.cli("model"),
+    data: str = PATCH.cli("data"),
+    axiom: str = PATCH.cli("axiom"),
+    pairs: int = PATCH.cli("pairs"),
+    out: Path = PATCH.cli("out"),
+    split: str = PATCH.cli("split"),
+    min_relevance: int = PATCH.cli("min_relevance"),
+    max_doc_words: int = PATCH.cli("max_doc_words"),
+    min_delta: float = PATCH.cli("min_delta"),
+    ablate_top: int = PATCH.cli("ablate_top"),
+    ablate_pairs: int = PATCH.cli("ablate_pairs"),
+    resid: str = PATCH.cli("resid"),
+    seed: int = PATCH.cli("seed"),
+    json_out: bool = PATCH.cli("json_out"),
 ) -> None:
     """Where does an axiom live? Patch heads, FFN outputs and residual positions.
 
@@ -70,7 +68,8 @@ def patch_command(
         typer.echo(f"{axiom}: {study.n_pairs} pairs, axiom holds in {study.axiom_holds:.0%}, "
                    f"skipped {study.skipped}")
         for c in summary["top"]:
-            typer.echo(f"  {c['effect']:+.3f} ± {c['ci']:.3f}  {c['component']}")
+            ci = "n/a" if c["ci"] != c["ci"] else f"{c['ci']:.3f}"  # NaN: one pair
+            typer.echo(f"  {c['effect']:+.3f} ± {ci}  {c['component']}")
         if ablate_top:
             typer.echo(table.to_string(index=False))
     typer.echo(f"wrote {out}", err=True)

@@ -8,6 +8,8 @@ import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
 from irlens.errors import IrlensError
+from irlens.options import checked
+from irlens.options.analysis import PROBE
 
 MODEL_HELP = ("A bi-encoder: 'default', a model folder, a HF id, or DOC+QUERY for a two-tower "
               "(DPR) pair. Give it twice: base, then trained.")
@@ -22,30 +24,26 @@ def names(text: str, what: str) -> tuple[str, ...]:
 
 @app.command("probe")
 @friendly_errors
+@checked(PROBE)
 def probe_command(
-    model: list[str] = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(..., "--data", "-d", help="BEIR folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; a rerun with the same "
-                             "options resumes it."),
-    split: str = typer.Option("test", help="Qrels split."),
-    candidates: int = typer.Option(5, "--candidates", "-n", help="N: one relevant passage "
-                                   "and N-1 BM25 hard negatives (2-5 in the paper)."),
-    queries: int = typer.Option(200, help="Queries probed (0 = all)."),
-    folds: int = typer.Option(5, help="Grouped cross-validation folds."),
-    depth: int = typer.Option(100, help="BM25 depth the hard negatives come from."),
-    min_relevance: int = typer.Option(1, help="Grade that counts as relevant."),
-    pooling: str = typer.Option("cls,mean", help="Poolings: cls and/or mean."),
-    task: str = typer.Option("listwise,pairwise", help="Tasks: listwise (pick the relevant "
-                             "one of N) and/or pairwise (relevant or not)."),
-    listwise: str = typer.Option("concat", help="Listwise probe: concat (one multinomial "
-                                 "layer over [q; p1..pN], the reproduction's) or shared "
-                                 "(one scorer over [p, q*p] for every candidate)."),
-    c: float = typer.Option(1.0, help="Inverse L2 strength of the logistic regressions."),
-    seed: int = typer.Option(0, help="Sampling and control-label seed."),
-    max_length: int = typer.Option(256, help="Token limit of queries and passages."),
-    batch_size: int = typer.Option(32, help="Texts per forward pass."),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary table as JSON."),
+    model: list[str] = PROBE.cli("model"),
+    data: Path = PROBE.cli("data"),
+    out: Path = PROBE.cli("out"),
+    split: str = PROBE.cli("split"),
+    candidates: int = PROBE.cli("candidates"),
+    queries: int = PROBE.cli("queries"),
+    folds: int = PROBE.cli("folds"),
+    depth: int = PROBE.cli("depth"),
+    min_relevance: int = PROBE.cli("min_relevance"),
+    pooling: str = PROBE.cli("pooling"),
+    task: str = PROBE.cli("task"),
+    listwise: str = PROBE.cli("listwise"),
+    c: float = PROBE.cli("c"),
+    seed: int = PROBE.cli("seed"),
+    max_length: int = PROBE.cli("max_length"),
+    batch_size: int = PROBE.cli("batch_size"),
+    device: str = PROBE.cli("device"),
+    json_out: bool = PROBE.cli("json_out"),
 ) -> None:
     """Layer-wise linear probes of relevance for two (or more) encoders.
 

@@ -9,18 +9,13 @@ import typer
 from irlens._io import write_table
 from irlens.cli._app import app, echo_json, friendly_errors
 from irlens.errors import IrlensError
+from irlens.options import checked
+from irlens.options.sae import SAE_EVAL, SAE_EXPLAIN, SAE_STEER, SAE_TRAIN
 
 sae_app = typer.Typer(help="Sparse autoencoders on a bi-encoder's vectors: train, measure "
                       "by retrieval, explain and steer.", no_args_is_help=True)
 app.add_typer(sae_app, name="sae")
 
-_MODEL = typer.Option("default", "--model", "-m", help="'default', a folder or a HF id.")
-_DATA = typer.Option(..., "--data", "-d", help="BEIR folder; repeat the option.")
-_SPLIT = typer.Option("test", help="Qrels split (its queries are used).")
-_JSON = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
-_MAX_LENGTH = typer.Option(None, help="Cut texts to this many tokens [default: the model's].")
-_CACHE = typer.Option(None, "--embedding-cache", help="encode_corpus cache folder "
-                      "[default: $IRLENS_CACHE_DIR or ~/.cache/irlens].")
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -71,53 +66,30 @@ def _load(model: str, max_length: int | None = None):
     return load_model(model, max_length=max_length)
 
 
-def _input_width(model: str, hook: str | None) -> int | None:
-    """The SAE's input width from the model's config alone (no weights): the vector size,
-    or the FFN width for an ``ffn.pre``/``ffn.post`` hook; None when the config cannot be
-    read this way (the loaded model is checked again before caching)."""
-    from transformers import AutoConfig
-
-    from irlens.models import resolve_model_path
-
-    try:
-        cfg = AutoConfig.from_pretrained(resolve_model_path(model))
-        if hook is not None and hook.rsplit(".", 1)[-1] in ("pre", "post") and ".ffn." in hook:
-            return int(cfg.intermediate_size)
-        return int(cfg.hidden_size)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 @sae_app.command("train")
 @friendly_errors
+@checked(SAE_TRAIN)
 def train_command(
-    data: list[Path] = _DATA,
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: cache/ and one run "
-                             "folder per k (k64/sae is the SAE); a rerun resumes."),
-    model: str = _MODEL,
-    queries: str = typer.Option("train,dev", help="Qrels splits whose queries join the "
-                                "documents as training rows (comma list, skipped where a "
-                                "dataset lacks them; 'none': documents only). Test queries "
-                                "(and train queries with a test query's text) stay held "
-                                "out unless 'test' is named; the SAE's manifest records "
-                                "what it was trained on."),
-    k: str = typer.Option("64", help="Active latents; comma list trains one SAE per k."),
-    expansion: int = typer.Option(16, help="Latents per input dimension."),
-    batch_topk: bool = typer.Option(False, help="BatchTopK instead of TopK."),
-    auxk_alpha: float = typer.Option(1 / 32, help="AuxK weight (0: off)."),
-    rank_kl: float = typer.Option(0.0, help="Kang et al.'s ranking KL weight (0: off)."),
-    hook: str = typer.Option(None, help="A hook point (token rows) instead of pooled vectors."),
-    epochs: int = typer.Option(10),
-    batch_size: int = typer.Option(512),
-    lr: float = typer.Option(None, help="Adam learning rate [default: sparsify's rule]."),
-    seed: int = typer.Option(0),
-    balance: bool = typer.Option(False, help="Sample every dataset equally often, not in "
-                                 "proportion to its size."),
-    max_docs: int = typer.Option(None, help="Keep at most this many documents per dataset."),
-    max_queries: int = typer.Option(None),
-    max_length: int = _MAX_LENGTH,
-    embedding_cache: Path = _CACHE,
-    json_out: bool = _JSON,
+    data: list[Path] = SAE_TRAIN.cli("data"),
+    out: Path = SAE_TRAIN.cli("out"),
+    model: str = SAE_TRAIN.cli("model"),
+    queries: str = SAE_TRAIN.cli("queries"),
+    k: str = SAE_TRAIN.cli("k"),
+    expansion: int = SAE_TRAIN.cli("expansion"),
+    batch_topk: bool = SAE_TRAIN.cli("batch_topk"),
+    auxk_alpha: float = SAE_TRAIN.cli("auxk_alpha"),
+    rank_kl: float = SAE_TRAIN.cli("rank_kl"),
+    hook: str = SAE_TRAIN.cli("hook"),
+    epochs: int = SAE_TRAIN.cli("epochs"),
+    batch_size: int = SAE_TRAIN.cli("batch_size"),
+    lr: float = SAE_TRAIN.cli("lr"),
+    seed: int = SAE_TRAIN.cli("seed"),
+    balance: bool = SAE_TRAIN.cli("balance"),
+    max_docs: int = SAE_TRAIN.cli("max_docs"),
+    max_queries: int = SAE_TRAIN.cli("max_queries"),
+    max_length: int = SAE_TRAIN.cli("max_length"),
+    embedding_cache: Path = SAE_TRAIN.cli("embedding_cache"),
+    json_out: bool = SAE_TRAIN.cli("json_out"),
 ) -> None:
     """Cache the vectors of every document of --data and of its --queries splits' queries,
     then train SAEs."""
@@ -142,8 +114,6 @@ def train_command(
         return [SAEConfig(d_in=dim, expansion_factor=expansion, k=one, batch_topk=batch_topk,
                           auxk_alpha=auxk_alpha, rank_kl=rank_kl) for one in ks]
 
-    if (dim := _input_width(model, hook)) is not None:
-        sae_configs(dim)  # a k larger than the width fails here, before the weights load
     retriever = _load(model, max_length)
     configs = sae_configs(hook_width(retriever, hook))  # before any activation is cached
     acts = cache_activations(retriever, datasets, out / "cache", hook=hook,
@@ -161,16 +131,17 @@ def train_command(
 
 @sae_app.command("eval")
 @friendly_errors
+@checked(SAE_EVAL)
 def eval_command(
-    sae: Path = typer.Option(..., "--sae", help="SAE folder or irlens sae train --out."),
-    data: list[Path] = _DATA,
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    model: str = _MODEL,
-    split: str = _SPLIT,
-    max_docs: int = typer.Option(None),
-    max_length: int = _MAX_LENGTH,
-    embedding_cache: Path = _CACHE,
-    json_out: bool = _JSON,
+    sae: Path = SAE_EVAL.cli("sae"),
+    data: list[Path] = SAE_EVAL.cli("data"),
+    out: Path = SAE_EVAL.cli("out"),
+    model: str = SAE_EVAL.cli("model"),
+    split: str = SAE_EVAL.cli("split"),
+    max_docs: int = SAE_EVAL.cli("max_docs"),
+    max_length: int = SAE_EVAL.cli("max_length"),
+    embedding_cache: Path = SAE_EVAL.cli("embedding_cache"),
+    json_out: bool = SAE_EVAL.cli("json_out"),
 ) -> None:
     """nDCG@10 and R@100 with original vs reconstructed vectors, FVU, L0, dead share."""
     import pandas as pd
@@ -217,22 +188,22 @@ def eval_command(
 
 @sae_app.command("explain")
 @friendly_errors
+@checked(SAE_EXPLAIN)
 def explain_command(
-    sae: Path = typer.Option(..., "--sae", help="An SAE folder (e.g. out/k64/sae)."),
-    data: list[Path] = _DATA,
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (dictionary, scores, "
-                             "latents.html, llm-cache)."),
-    model: str = _MODEL,
-    split: str = _SPLIT,
-    latents: int = typer.Option(100, help="Latents to describe (spread over frequencies)."),
-    llm_url: str = typer.Option(None, help="OpenAI-compatible base URL (…/v1)."),
-    llm_model: str = typer.Option("default", help="Model name sent to --llm-url."),
-    local_llm: bool = typer.Option(False, help="Explain with the offline Gemma 3 270M GGUF."),
-    llm_latents: int = typer.Option(20, help="Latents the LLM explains."),
-    max_docs: int = typer.Option(None),
-    max_length: int = _MAX_LENGTH,
-    embedding_cache: Path = _CACHE,
-    json_out: bool = _JSON,
+    sae: Path = SAE_EXPLAIN.cli("sae"),
+    data: list[Path] = SAE_EXPLAIN.cli("data"),
+    out: Path = SAE_EXPLAIN.cli("out"),
+    model: str = SAE_EXPLAIN.cli("model"),
+    split: str = SAE_EXPLAIN.cli("split"),
+    latents: int = SAE_EXPLAIN.cli("latents"),
+    llm_url: str = SAE_EXPLAIN.cli("llm_url"),
+    llm_model: str = SAE_EXPLAIN.cli("llm_model"),
+    local_llm: bool = SAE_EXPLAIN.cli("local_llm"),
+    llm_latents: int = SAE_EXPLAIN.cli("llm_latents"),
+    max_docs: int = SAE_EXPLAIN.cli("max_docs"),
+    max_length: int = SAE_EXPLAIN.cli("max_length"),
+    embedding_cache: Path = SAE_EXPLAIN.cli("embedding_cache"),
+    json_out: bool = SAE_EXPLAIN.cli("json_out"),
 ) -> None:
     """Concept dictionaries, interpretation confidence, explanations and their scores."""
     from irlens.sae import load_sae
@@ -263,36 +234,31 @@ def explain_command(
 
 @sae_app.command("steer")
 @friendly_errors
+@checked(SAE_STEER)
 def steer_command(
-    sae: Path = typer.Option(..., "--sae", help="An SAE folder (e.g. out/k64/sae)."),
-    data: list[Path] = _DATA,
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    model: str = _MODEL,
-    split: str = _SPLIT,
-    latents: str = typer.Option(None, help="Latents to steer towards (comma list); default: "
-                                "none (PRF only)."),
-    deltas: str = typer.Option("0.04,0.08,0.16,0.32", help="Steering strengths."),
-    alpha: int = typer.Option(5, help="PRF: latents taken from the feedback documents."),
-    n_feedback: int = typer.Option(10, help="PRF: feedback documents per query."),
-    weighting: str = typer.Option("mass,idf", help="PRF: how feedback latents are chosen: "
-                                  "mass (summed activation, Kang et al.) and/or idf "
-                                  "(times log(N/df))."),
-    seed: int = typer.Option(0),
-    max_docs: int = typer.Option(None),
-    max_length: int = _MAX_LENGTH,
-    embedding_cache: Path = _CACHE,
-    json_out: bool = _JSON,
+    sae: Path = SAE_STEER.cli("sae"),
+    data: list[Path] = SAE_STEER.cli("data"),
+    out: Path = SAE_STEER.cli("out"),
+    model: str = SAE_STEER.cli("model"),
+    split: str = SAE_STEER.cli("split"),
+    latents: str = SAE_STEER.cli("latents"),
+    deltas: str = SAE_STEER.cli("deltas"),
+    alpha: int = SAE_STEER.cli("alpha"),
+    n_feedback: int = SAE_STEER.cli("n_feedback"),
+    weighting: str = SAE_STEER.cli("weighting"),
+    seed: int = SAE_STEER.cli("seed"),
+    max_docs: int = SAE_STEER.cli("max_docs"),
+    max_length: int = SAE_STEER.cli("max_length"),
+    embedding_cache: Path = SAE_STEER.cli("embedding_cache"),
+    json_out: bool = SAE_STEER.cli("json_out"),
 ) -> None:
     """PRF through latents vs unsteered and random latents; optional latent steering."""
     import pandas as pd
 
     from irlens.sae import load_sae
-    from irlens.sae.steering import WEIGHTINGS, latent_steering, prf_steering
+    from irlens.sae.steering import latent_steering, prf_steering
 
     weightings = [w.strip() for w in weighting.split(",") if w.strip()]
-    if not weightings or set(weightings) - set(WEIGHTINGS):
-        raise IrlensError(f"--weighting '{weighting}' is not a list of {' and '.join(WEIGHTINGS)}"
-                          "; e.g. --weighting mass,idf")
     folders = _sae_folders(sae)
     if len(folders) != 1:
         raise IrlensError(f"{sae} holds {len(folders)} SAEs; pass one (e.g. {folders[0]})")

@@ -7,23 +7,23 @@ from pathlib import Path
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
-from irlens.cli._ray import ray_option, study_executor, workers_option
+from irlens.cli._ray import study_executor
 from irlens.errors import IrlensError
+from irlens.options import checked
+from irlens.options.analysis import STUDY
 
 
 @app.command("study")
 @friendly_errors
+@checked(STUDY)
 def study_command(
-    config: Path = typer.Argument(Path("study.yaml"), help="The study config (YAML)."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: "
-                             "results/CONFIG-NAME); a rerun resumes it."),
-    init: bool = typer.Option(False, "--init", help="Write a commented example config to "
-                              "CONFIG and stop."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (jobs, done, "
-                                 "work left) and stop."),
-    ray: str = ray_option(),
-    workers: int = workers_option(),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    config: Path = STUDY.cli("config"),
+    out: Path = STUDY.cli("out"),
+    init: bool = STUDY.cli("init"),
+    dry_run: bool = STUDY.cli("dry_run"),
+    ray: str = STUDY.cli("ray"),
+    workers: int = STUDY.cli("workers"),
+    json_out: bool = STUDY.cli("json_out"),
 ) -> None:
     """Run every section of a study (evaluate, faithfulness, neurons, prune), resumably,
     and write OUT/report.html.

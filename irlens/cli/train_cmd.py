@@ -4,22 +4,17 @@
 from __future__ import annotations
 
 import contextlib
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from irlens.cli._app import app, echo_json, friendly_errors
+from irlens.options import checked
+from irlens.options.retrieval import TRAIN_BI, TRAIN_CROSS
 
 train_app = typer.Typer(help="Train retrievers: DPR-style bi-encoders and cross-encoder "
                         "rerankers.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 @contextlib.contextmanager
@@ -47,40 +42,29 @@ def _summary(result) -> dict:
 
 @train_app.command("bi-encoder")
 @friendly_errors
+@checked(TRAIN_BI)
 def train_bi_encoder_command(
-    base: str = typer.Option("default", "--base", "-b", help="'default', a "
-                             "sentence-transformers folder, a plain encoder (CLS pooling, dot "
-                             "product: DPR) or a two-tower folder from this command."),
-    data: Path = typer.Option(..., "--data", "-d", help="BEIR folder with a --split qrels."),
-    out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (a rerun with "
-                             "the same options resumes from its checkpoints)."),
-    two_towers: bool = typer.Option(None, "--two-towers/--shared", help="DPR's separate "
-                                    "query and document towers, or one shared tower "
-                                    "[default: as the base has]."),
-    split: str = typer.Option("train", help="Qrels split to train on."),
-    pooling: str = typer.Option(None, help="cls or mean [default: the base's; cls for plain "
-                                "encoders]."),
-    hard_negatives: int = typer.Option(1, help="BM25 hard negatives per query (never judged "
-                                       "relevant)."),
-    bm25_depth: int = typer.Option(100, help="BM25 candidates the negatives come from."),
-    max_queries: int = typer.Option(None, help="Train on at most N queries."),
-    epochs: int = typer.Option(1, help="Training epochs."),
-    batch_size: int = typer.Option(32, help="Queries per step (in-batch negatives)."),
-    mini_batch_size: int = typer.Option(None, help="Cached MNRL (GradCache): forward this "
-                                        "many at a time, for big batches in small memory."),
-    lr: float = typer.Option(2e-5, help="Learning rate (10%% linear warm-up)."),
-    max_seq_length: int = typer.Option(128, help="Token limit while training (evaluation "
-                                       "uses the base's)."),
-    eval_split: str = typer.Option("test", help="Held-out split evaluated before and after "
-                                   "('none' to skip)."),
-    eval_max_queries: int = typer.Option(None, help="Evaluate on the first N queries only."),
-    eval_max_docs: int = typer.Option(None, help="Evaluate on their judged documents plus "
-                                      "distractors up to N documents."),
-    eval_max_length: int = typer.Option(None, help="Document token limit when evaluating "
-                                        "[default: the base's]."),
-    seed: int = typer.Option(0, help="Seed for data and training."),
-    save_steps: int = typer.Option(50, help="Checkpoint every N steps."),
-    device: Device = typer.Option(Device.auto, help="Where training runs."),
+    base: str = TRAIN_BI.cli("base"),
+    data: Path = TRAIN_BI.cli("data"),
+    out: Path = TRAIN_BI.cli("out"),
+    two_towers: bool = TRAIN_BI.cli("two_towers"),
+    split: str = TRAIN_BI.cli("split"),
+    pooling: str = TRAIN_BI.cli("pooling"),
+    hard_negatives: int = TRAIN_BI.cli("hard_negatives"),
+    bm25_depth: int = TRAIN_BI.cli("bm25_depth"),
+    max_queries: int = TRAIN_BI.cli("max_queries"),
+    epochs: int = TRAIN_BI.cli("epochs"),
+    batch_size: int = TRAIN_BI.cli("batch_size"),
+    mini_batch_size: int = TRAIN_BI.cli("mini_batch_size"),
+    lr: float = TRAIN_BI.cli("lr"),
+    max_seq_length: int = TRAIN_BI.cli("max_seq_length"),
+    eval_split: str = TRAIN_BI.cli("eval_split"),
+    eval_max_queries: int = TRAIN_BI.cli("eval_max_queries"),
+    eval_max_docs: int = TRAIN_BI.cli("eval_max_docs"),
+    eval_max_length: int = TRAIN_BI.cli("eval_max_length"),
+    seed: int = TRAIN_BI.cli("seed"),
+    save_steps: int = TRAIN_BI.cli("save_steps"),
+    device: str = TRAIN_BI.cli("device"),
 ) -> None:
     """DPR-style contrastive training: in-batch plus BM25 hard negatives.
 
@@ -94,7 +78,7 @@ def train_bi_encoder_command(
             base, data, out, split=split, two_towers=two_towers, pooling=pooling,
             hard_negatives=hard_negatives, bm25_depth=bm25_depth, max_queries=max_queries,
             epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,
-            learning_rate=lr, max_seq_length=max_seq_length, seed=seed, device=device.value,
+            learning_rate=lr, max_seq_length=max_seq_length, seed=seed, device=device,
             save_steps=save_steps, eval_split=None if eval_split == "none" else eval_split,
             eval_max_queries=eval_max_queries, eval_max_docs=eval_max_docs,
             eval_max_length=eval_max_length)
@@ -103,41 +87,32 @@ def train_bi_encoder_command(
 
 @train_app.command("cross-encoder")
 @friendly_errors
+@checked(TRAIN_CROSS)
 def train_cross_encoder_command(
-    data: list[Path] = typer.Option(..., "--data", "-d", help="BEIR folder(s) (their --split "
-                                    "qrels, BM25 negatives) or MS MARCO triples TSV files."),
-    out: Path = typer.Option(Path("results/cross-encoder"), "--out", "-o",
-                             help="Where the model folder goes."),
-    split: str = typer.Option("train", help="Qrels split of BEIR folders to train on."),
-    base: str = typer.Option("default", help="Weights to start from."),
-    negatives: int = typer.Option(3, help="Negatives per query."),
-    max_queries: int = typer.Option(None, help="Use at most N queries per source."),
-    teacher_negatives: int = typer.Option(0, help="Negatives the --teacher ranks highest "
-                                          "among the training data's own passages."),
-    bm25_negatives: int = typer.Option(0, help="BM25's top negatives among the training "
-                                       "data's own passages."),
-    random_negatives: int = typer.Option(0, help="Random negatives among the training "
-                                         "data's own passages."),
-    teacher: str = typer.Option(None, help="Bi-encoder to distil from (e.g. 'default'); "
-                                "without it: binary cross-entropy."),
-    teacher_scale: float = typer.Option(10.0, help="Teacher similarities are multiplied "
-                                        "by this (listwise: an inverse temperature)."),
-    distillation: str = typer.Option("listwise", help="With --teacher: 'listwise' (ListNet "
-                                     "on the teacher's softmax) or 'margin-mse'."),
-    epochs: int = typer.Option(1, help="Training epochs."),
-    batch_size: int = typer.Option(16, help="Groups (BCE: pairs) per step."),
-    lr: float = typer.Option(2e-5, help="Learning rate (10%% linear warm-up)."),
-    max_length: int = typer.Option(256, help="Token limit of a (query, document) pair."),
-    seed: int = typer.Option(0, help="Seed for data and training."),
-    save_steps: int = typer.Option(50, help="Checkpoint every N steps."),
-    keep_epochs: bool = typer.Option(False, help="Also write the model after each epoch "
-                                     "to OUT.epochN."),
-    eval_data: Path = typer.Option(None, help="BEIR folder to rerank on [default: the first "
-                                   "--data folder that has --eval-split]."),
-    eval_split: str = typer.Option("test", help="Split to evaluate on."),
-    eval_depth: int = typer.Option(100, help="BM25 candidates reranked."),
-    eval_queries: int = typer.Option(None, help="Evaluate on the first N queries only."),
-    device: Device = typer.Option(Device.auto, help="Where training runs."),
+    data: list[Path] = TRAIN_CROSS.cli("data"),
+    out: Path = TRAIN_CROSS.cli("out"),
+    split: str = TRAIN_CROSS.cli("split"),
+    base: str = TRAIN_CROSS.cli("base"),
+    negatives: int = TRAIN_CROSS.cli("negatives"),
+    max_queries: int = TRAIN_CROSS.cli("max_queries"),
+    teacher_negatives: int = TRAIN_CROSS.cli("teacher_negatives"),
+    bm25_negatives: int = TRAIN_CROSS.cli("bm25_negatives"),
+    random_negatives: int = TRAIN_CROSS.cli("random_negatives"),
+    teacher: str = TRAIN_CROSS.cli("teacher"),
+    teacher_scale: float = TRAIN_CROSS.cli("teacher_scale"),
+    distillation: str = TRAIN_CROSS.cli("distillation"),
+    epochs: int = TRAIN_CROSS.cli("epochs"),
+    batch_size: int = TRAIN_CROSS.cli("batch_size"),
+    lr: float = TRAIN_CROSS.cli("lr"),
+    max_length: int = TRAIN_CROSS.cli("max_length"),
+    seed: int = TRAIN_CROSS.cli("seed"),
+    save_steps: int = TRAIN_CROSS.cli("save_steps"),
+    keep_epochs: bool = TRAIN_CROSS.cli("keep_epochs"),
+    eval_data: Path = TRAIN_CROSS.cli("eval_data"),
+    eval_split: str = TRAIN_CROSS.cli("eval_split"),
+    eval_depth: int = TRAIN_CROSS.cli("eval_depth"),
+    eval_queries: int = TRAIN_CROSS.cli("eval_queries"),
+    device: str = TRAIN_CROSS.cli("device"),
 ) -> None:
     """Fine-tune a cross-encoder reranker from the default model's weights.
 
@@ -156,7 +131,7 @@ def train_cross_encoder_command(
             random_negatives=random_negatives, teacher=teacher, keep_epochs=keep_epochs,
             teacher_scale=teacher_scale, distillation=distillation, epochs=epochs,
             batch_size=batch_size, learning_rate=lr,
-            max_length=max_length, seed=seed, save_steps=save_steps, device=device.value,
+            max_length=max_length, seed=seed, save_steps=save_steps, device=device,
             eval_data=eval_data, eval_split=eval_split, eval_depth=eval_depth,
             eval_queries=eval_queries)
     # after training, so that bad input stays a one-line error

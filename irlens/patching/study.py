@@ -176,6 +176,11 @@ def patching_study(model, dataset: Dataset, axiom: str = "tfc1", n_pairs: int = 
     if not used:
         raise IrlensError(f"no pair changed the score by at least min_delta={min_delta}; "
                           "lower --min-delta")
+    if len(used) == 1:
+        from irlens._warn import warn
+
+        warn("only one usable pair: the effects have no confidence interval; sample more "
+             "--pairs")
     hm, hc = _ci(np.stack([r.heads for r in used]))
     fm, fc = _ci(np.stack([r.ffn for r in used]))
     rm, rc = _ci(np.stack([r.roles for r in used]))
@@ -202,7 +207,9 @@ def heatmap_figure(study: PatchingStudy, direction: str = "denoise"):
         scale = float(np.nanmax(np.abs(data))) or 1.0
         im = ax.imshow(data, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
         ax.set_ylabel("layer")
-        ax.set_title(f"{title} (max 95% CI ±{np.nanmax(ci):.2f})", fontsize=9)
+        finite = ci[np.isfinite(ci)]
+        width = f"±{finite.max():.2f}" if finite.size else "n/a: one pair"
+        ax.set_title(f"{title} (max 95% CI {width})", fontsize=9)
         if xlabels:
             ax.set_xticks(range(len(xlabels)), xlabels, rotation=45, fontsize=8)
         else:

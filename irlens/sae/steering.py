@@ -187,6 +187,10 @@ def prf_steering(model, sae, dataset: Dataset, *, n_feedback: int = 10, alpha: i
               torch.as_tensor(feedback_latents(z, tops, alpha, w), dtype=torch.long)
               for w in weightings}
     alive = np.flatnonzero(np.asarray((z > 0).sum(0)).ravel() > 0)
+    if len(alive) < alpha:
+        raise IrlensError(f"alpha={alpha} is more than the {len(alive)} latents that fire on "
+                          f"{dataset.name}'s documents (the random control draws that many); "
+                          "lower --alpha")
     rng = np.random.default_rng(seed)
     random = torch.as_tensor(np.stack([rng.choice(alive, alpha, replace=False)
                                        for _ in qids]), dtype=torch.long)

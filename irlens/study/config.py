@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from irlens.errors import IrlensError
+from irlens.options import common as options
 
 __all__ = ["DatasetSpec", "Field", "StudySpec", "load_spec", "parse_spec"]
 
@@ -32,6 +33,16 @@ class Field:
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
     optional: bool = False  # None allowed
+    rule: Any = None  # an option's check (irlens.options), shared with the CLI
+
+    @classmethod
+    def of(cls, option: Any, **changes: Any) -> Field:
+        """The field of a CLI option (:mod:`irlens.options`): its type, default, help and
+        check, written once there."""
+        kind = {"path": "str"}.get(option.kind, option.kind)
+        values = {"kind": kind, "default": option.default, "help": option.help.rstrip("."),
+                  "optional": option.default is None, "rule": option.check, **changes}
+        return cls(**values)
 
     def check(self, value: Any) -> str | None:
         """A complaint about ``value``, or None when it fits."""
@@ -56,6 +67,11 @@ class Field:
             return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
         if self.minimum is not None and value < self.minimum:
             return f"must be >= {self.minimum:g}, got {value!r}"
+        if self.rule is not None:
+            problem = self.rule(value)
+            if problem and not problem.startswith("must"):
+                return f"is refused: {problem}"
+            return problem
         return None
 
 
@@ -70,18 +86,17 @@ def _article(kind: str) -> str:
 DATASET_FIELDS = {
     "path": Field("str", REQUIRED, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/), "
                   "relative to this file"),
-    "split": Field("str", "test", "qrels split"),
-    "max_docs": Field("int", None, "keep judged docs plus distractors up to N", minimum=1,
-                      optional=True),
-    "max_queries": Field("int", None, "keep the first N judged queries", minimum=1,
-                         optional=True),
+    "split": Field.of(options.SPLIT, help="qrels split"),
+    "max_docs": Field.of(options.MAX_DOCS, help="keep judged docs plus distractors up to N"),
+    "max_queries": Field.of(options.MAX_QUERIES, help="keep the first N judged queries"),
 }
 TOP_FIELDS = {
     "name": Field("str", "study", "title of the report"),
-    "model": Field("str", REQUIRED, "'default', a model folder or a Hugging Face id"),
-    "device": Field("str", "auto", "where models run", choices=("auto", "cpu", "cuda")),
-    "seed": Field("int", 0, "sampling seed of every section", minimum=0),
-    "batch_size": Field("int", 64, "texts per forward pass", minimum=1),
+    "model": Field.of(options.MODEL, default=REQUIRED, rule=None,
+                      help="'default', a model folder or a Hugging Face id"),
+    "device": Field.of(options.DEVICE, help="where models run"),
+    "seed": Field.of(options.SEED, help="sampling seed of every section"),
+    "batch_size": Field.of(options.BATCH_SIZE, help="texts per forward pass"),
 }
 
 

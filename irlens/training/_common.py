@@ -21,8 +21,10 @@ def require_training() -> Any:
     return datasets
 
 
-def check_split(folder: str | Path, split: str, what: str = "training") -> Path:
-    """A BEIR folder must hold ``qrels/<split>.tsv`` with at least one judgement."""
+def check_split(folder: str | Path, split: str, what: str = "training",
+                flag: str = "--split") -> Path:
+    """A BEIR folder must hold ``qrels/<split>.tsv`` with at least one judgement (``flag``
+    is the option a user passes the split with, named in the message)."""
     folder = Path(folder)
     if not folder.exists():
         raise IrlensError(f"{what} data {folder} does not exist")
@@ -32,7 +34,8 @@ def check_split(folder: str | Path, split: str, what: str = "training") -> Path:
             have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv")) \
                 if (folder / "qrels").is_dir() else []
             raise IrlensError(f"{folder} has no '{split}' split (qrels/{split}.tsv); "
-                              f"its splits: {', '.join(have) or 'none'}; pass --split")
+                              f"its splits: {', '.join(have) or 'none'}; pass {flag} with "
+                              "one of them")
         lines = [ln for ln in qrels.read_text().splitlines()
                  if ln.strip() and not ln.startswith("query-id")]
         if not lines:

@@ -203,7 +203,7 @@ def train_bi_encoder(
         raise IrlensError(f"{data} is not a BEIR folder; bi-encoder training reads "
                           "corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     if eval_split is not None:
-        check_split(data, eval_split, "evaluation")
+        check_split(data, eval_split, "evaluation", flag="--eval-split")
     kind = _base_kind(base)
     if kind == "cross-encoder":
         raise IrlensError(f"{base} is a cross-encoder (one joint tower over query and "
@@ -238,6 +238,7 @@ def train_bi_encoder(
               else "MultipleNegativesRankingLoss", "eval_split": eval_split,
               "eval_max_queries": eval_max_queries, "eval_max_docs": eval_max_docs,
               "eval_max_length": eval_max_length, "eval_k": eval_k}
+    _refuse_other_model(out, params)
     train_set = load_dataset(data, split=split)
     rows = bm25_hard_negatives(train_set, hard_negatives, bm25_depth, max_queries, seed)
     if not rows:
@@ -294,6 +295,19 @@ def train_bi_encoder(
                             evaluation, round(time.time() - start, 1), train_loss)
     result.save(out / "training")
     return result
+
+
+def _refuse_other_model(out: Path, params: dict[str, Any]) -> None:
+    """A finished model folder trained with another config is refused, as a checkpoint
+    of another run is (``checkpoint_dir``): retraining would overwrite it silently."""
+    from irlens.artifacts import Manifest, config_diff
+
+    if not (out / "training" / "manifest.json").is_file():
+        return
+    changed = config_diff(Manifest.read(out / "training").config, params)
+    if changed:
+        raise IrlensError(f"{out} holds a model trained with other options (it differs in "
+                          f"{', '.join(changed)}); use a new --out, or delete it to retrain")
 
 
 def _tower_parts(model, two: bool) -> dict[str, Any]:
