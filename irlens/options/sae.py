@@ -124,43 +124,41 @@ SAE_TRAIN = Table("sae train", [
 ], rules=[_k_fits])
 
 
+def _inputs(sae_help: str, out_help: str) -> list[Option]:
+    """The options every command reading a trained SAE starts with."""
+    return [Option("sae", "path", ..., sae_help, flags=("--sae",)),
+            DATA.but(help="BEIR folder; repeat the option.", kind="list"),
+            OUT.but(help=out_help),
+            MODEL.but(help="'default', a folder or a HF id."),
+            SPLIT.but(help="Qrels split (its queries are used).")]
+
+
+_READ = [MAX_DOCS.but(help="Keep at most this many documents per dataset."),
+         MAX_LENGTH.but(help="Cut texts to this many tokens [default: the model's]."),
+         EMBEDDING_CACHE,
+         JSON.but(help="Print the summary as JSON on stdout.")]
+
+
 SAE_EVAL = Table("sae eval", [
-    Option("sae", "path", ..., "SAE folder or irlens sae train --out.", flags=("--sae",)),
-    DATA.but(help="BEIR folder; repeat the option.", kind="list"),
-    OUT.but(help="Output folder."),
-    MODEL.but(help="'default', a folder or a HF id."),
-    SPLIT.but(help="Qrels split (its queries are used)."),
-    MAX_DOCS.but(help="Keep at most this many documents per dataset."),
-    MAX_LENGTH.but(help="Cut texts to this many tokens [default: the model's]."),
-    EMBEDDING_CACHE,
-    JSON.but(help="Print the summary as JSON on stdout."),
+    *_inputs("SAE folder or irlens sae train --out.", "Output folder."),
+    *_READ,
 ])
 
 
 SAE_EXPLAIN = Table("sae explain", [
-    Option("sae", "path", ..., "An SAE folder (e.g. out/k64/sae).", flags=("--sae",)),
-    DATA.but(help="BEIR folder; repeat the option.", kind="list"),
-    OUT.but(help="Output folder (dictionary, scores, latents.html, llm-cache)."),
-    MODEL.but(help="'default', a folder or a HF id."),
-    SPLIT.but(help="Qrels split (its queries are used)."),
+    *_inputs("An SAE folder (e.g. out/k64/sae).",
+             "Output folder (dictionary, scores, latents.html, llm-cache)."),
     Option("latents", "int", 100, "Latents to describe (spread over frequencies).", at_least(1)),
     Option("llm_url", "str", None, "OpenAI-compatible base URL (…/v1).", results=False),
     Option("llm_model", "str", "default", "Model name sent to --llm-url."),
     Option("local_llm", "bool", False, "Explain with the offline Gemma 3 270M GGUF."),
     Option("llm_latents", "int", 20, "Latents the LLM explains.", at_least(0)),
-    MAX_DOCS.but(help="Keep at most this many documents per dataset."),
-    MAX_LENGTH.but(help="Cut texts to this many tokens [default: the model's]."),
-    EMBEDDING_CACHE,
-    JSON.but(help="Print the summary as JSON on stdout."),
+    *_READ,
 ])
 
 
 SAE_STEER = Table("sae steer", [
-    Option("sae", "path", ..., "An SAE folder (e.g. out/k64/sae).", flags=("--sae",)),
-    DATA.but(help="BEIR folder; repeat the option.", kind="list"),
-    OUT.but(help="Output folder."),
-    MODEL.but(help="'default', a folder or a HF id."),
-    SPLIT.but(help="Qrels split (its queries are used)."),
+    *_inputs("An SAE folder (e.g. out/k64/sae).", "Output folder."),
     Option("latents", "str", None,
            "Latents to steer towards (comma list); default: none (PRF only).",
            comma_list(at_least(0), int, "12,40")),
