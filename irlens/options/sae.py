@@ -171,8 +171,5 @@ SAE_STEER = Table("sae steer", [
            "idf (times log(N/df)).",
            comma_list(one_of("irlens.sae.steering:WEIGHTINGS"), example="mass,idf")),
     SEED,
-    MAX_DOCS.but(help="Keep at most this many documents per dataset."),
-    MAX_LENGTH.but(help="Cut texts to this many tokens [default: the model's]."),
-    EMBEDDING_CACHE,
-    JSON.but(help="Print the summary as JSON on stdout."),
+    *_READ,
 ], rules=[_latents_fit])
