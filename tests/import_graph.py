@@ -35,7 +35,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("analyses", ("irlens.attribution", "irlens.neurons", "irlens.patching",
                   "irlens.probing", "irlens.activations", "irlens.editing", "irlens.sae",
                   "irlens.training")),
-    ("orchestration", ("irlens.study", "irlens.distributed")),
+    ("orchestration", ("irlens.study", "irlens.distributed", "irlens.options")),
     ("interface", ("irlens.cli", "irlens.__main__", "irlens")),
 ]
 # The modules the job protocol keeps out of any loop (issue 19).

@@ -245,10 +245,10 @@ def test_cli_refuses_bad_options_before_loading(tmp_path):
     result = CliRunner().invoke(app, ["edit", "--data", str(tmp_path), "--editor", "memit",
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
-    assert "unknown editor 'memit'" in result.output
+    assert "--editor must be one of ft, rome, kn, got 'memit'" in result.output
     result = CliRunner().invoke(app, ["edit", "--data", str(tmp_path), "--device", "tpu",
                                       "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "unknown device 'tpu'" in result.output
+    assert result.exit_code == 2 and "--device must be auto, cpu or cuda" in result.output
     assert not (tmp_path / "o").exists()
 
 

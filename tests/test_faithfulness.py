@@ -198,20 +198,26 @@ def test_faithfulness_cli_writes_the_study_folder(tiny_root, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--pairs", "0"], "error: pairs must be an integer >= 1, got 0"),
-    (["--pairs", "-2"], "error: pairs must be an integer >= 1, got -2"),
+    (["--pairs", "0"], "error: --pairs must be >= 1, got 0; pass a value of 1 or more"),
+    (["--pairs", "-2"], "error: --pairs must be >= 1, got -2; pass a value of 1 or more"),
     (["--methods", "ig,lime"], "error: unknown attribution method 'lime'; use ig, sig, "
                                "occlusion, gxi, random (ig, sig and occlusion take a "
                                "baseline suffix, e.g. ig-pad, sig-mask)"),
-    (["--steps", "0"], "error: n_steps must be an integer >= 1 for gausslegendre, got 0"),
-    (["--top-k", "2"], r"error: top_k is a fraction of tokens in (0, 1], got 2.0"),
+    (["--steps", "0"], "error: --n-steps must be >= 1, got 0; pass a value of 1 or more"),
+    (["--top-k", "2"], "error: --top-k must be in (0, 1], got 2; pass a share of tokens such "
+                       "as 0.2"),
     (["--rule", "simpson"], "error: unknown rule 'simpson'; use gausslegendre, riemann_left, "
                             "riemann_right, riemann_middle, riemann_trapezoid"),
     (["--memory-budget", "0GB"], "error: memory budget must be positive, got 0GB"),
 ])
-def test_faithfulness_options_are_refused_before_data_and_model_load(args, message):
-    res = CliRunner().invoke(app, ["faithfulness", "--model", "/no/such/model", "--data",
-                                   "/no/such/data", *args])
+def test_faithfulness_options_are_refused_before_data_and_model_load(args, message, tmp_path,
+                                                                    monkeypatch):
+    from test_cli_bad_options import guard
+
+    guard(monkeypatch)
+    (tmp_path / "data").mkdir()
+    res = CliRunner().invoke(app, ["faithfulness", "--model", "default", "--data",
+                                   str(tmp_path / "data"), *args])
     assert res.exit_code == 2
     assert res.stderr.strip() == message
 

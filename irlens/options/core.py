@@ -153,9 +153,9 @@ def check_out(folder: Any, command: str, options: Mapping[str, Any]) -> None:
 
 
 def _jsonable(value: Any) -> Any:
-    from irlens.artifacts import _jsonable as plain
+    from irlens.artifacts import jsonable
 
-    return plain(value)
+    return jsonable(value)
 
 
 # -- checks ------------------------------------------------------------------------------
