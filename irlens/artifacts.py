@@ -246,7 +246,7 @@ class Store:
             changed = config_diff(old.config, manifest.config)
             if changed:
                 problems.append(f"its config differs in {', '.join(changed)}")
-            if problems and self.finished():
+            if problems and self.holds_work():
                 raise IrlensError(f"{self.folder} cannot be resumed: {'; '.join(problems)}; "
                                   "use a new output folder, or delete this one to start over")
             if problems:  # a run that failed before its first job: nothing to mix, reuse
@@ -261,6 +261,15 @@ class Store:
 
     def done(self, key: str) -> bool:
         return (self.job_path(key) / MANIFEST).is_file()
+
+    def holds_work(self) -> bool:
+        """A finished job, or any other file a run wrote (a checkpoint, an output), besides
+        the manifest, the run's own config copy and lock files."""
+        skip = {MANIFEST, "study.yaml"}
+        return bool(self.finished()) or any(
+            p.is_file() and not p.name.startswith(".")
+            and not (p.parent == self.folder and p.name in skip)
+            for p in self.folder.rglob("*"))
 
     def finished(self) -> list[str]:
         jobs = self.folder / "jobs"

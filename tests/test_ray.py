@@ -282,16 +282,19 @@ def test_a_job_holding_part_of_a_model_is_refused_before_it_is_sent(local):
 
 
 @pytest.mark.parametrize("command", [
-    ["neurons", "--data", "nowhere"],
-    ["prune", "--neurons", "nowhere", "--data", "nowhere"],
-    ["faithfulness", "--data", "nowhere"],
+    ["neurons", "--data", "{beir}"],
+    ["prune", "--neurons", "{tmp}", "--data", "{beir}"],
+    ["faithfulness", "--data", "{beir}"],
 ])
-def test_unreachable_ray_address_on_the_plain_commands_is_one_line(command):
+def test_unreachable_ray_address_on_the_plain_commands_is_one_line(command, tmp_path):
+    from tiny_data import write_beir
     from typer.testing import CliRunner
 
     from irlens.cli import app
 
-    result = CliRunner().invoke(app, [*command, "--ray", "127.0.0.1:9"])
+    beir = write_beir(tmp_path / "beir")  # valid options: the cluster is what fails
+    args = [a.format(beir=beir, tmp=tmp_path) for a in command]
+    result = CliRunner().invoke(app, [*args, "--ray", "127.0.0.1:9"])
     lines = result.stderr.strip().splitlines()
     assert result.exit_code != 0 and len(lines) == 1, result.output
     assert lines[0].startswith("error: cannot reach a Ray cluster at 127.0.0.1:9 ("), lines[0]
